@@ -1,0 +1,33 @@
+"""margflow: density estimators for marginal Bayesian statistics, in TensorFlow.
+
+Fit a density estimator to weighted posterior samples of the parameters you
+care about (nuisance parameters marginalised out), then use it for
+``log_prob``, sampling, a unit-hypercube prior transform, and the marginal
+statistics built on them.
+"""
+
+import os as _os
+
+# quiet TensorFlow's C++ start-up log unless the user asked for it
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from margflow._version import __version__  # noqa: E402
+from margflow.bounds import parse_bounds  # noqa: E402
+from margflow.data import SampleData, load_samples  # noqa: E402
+from margflow.estimator import DensityEstimator  # noqa: E402
+from margflow.flows import MAF, History, TrainingDivergedError  # noqa: E402
+from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "MAF",
+    "DensityEstimator",
+    "History",
+    "TrainingDivergedError",
+    "ModelFileError",
+    "SampleData",
+    "load",
+    "load_samples",
+    "parse_bounds",
+    "read_metadata",
+]

@@ -1,0 +1,318 @@
+"""Maps between the prior box and R^d, with exact log-determinants.
+
+Every estimator works in a space ``z`` reached from the physical parameters
+``theta`` in two steps, both kept here so that there is one bounds transform
+in the package:
+
+1. :class:`BoxTransform` sends each coordinate from its prior range to the
+   real line: two-sided ranges through the probit (default) or logit of the
+   affine map to [0, 1], one-sided ranges through a logarithm, unbounded
+   coordinates unchanged.
+2. :class:`Whitening` subtracts the weighted mean and multiplies by the inverse
+   Cholesky factor of the weighted covariance, so the samples have zero mean
+   and unit covariance.
+
+:class:`Preprocessor` chains the two. All maps are TensorFlow float64 and
+return ``log|det J|`` of the map they apply. Points exactly on a bound are
+mapped to a finite (very large) value, so densities there are finite; points
+outside the box are flagged by :meth:`BoxTransform.contains`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["parse_bounds", "auto_bounds", "ndtr", "BoxTransform", "Whitening", "Preprocessor"]
+
+#: Smallest fraction of a range a point is pushed to before the probit/logit/log,
+#: so that a point on a bound maps to a finite number (probit: -37.5).
+_TINY = 1e-300
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def ndtr(y):
+    """Standard normal CDF; accurate in the lower tail (``tf.math`` has only ``ndtri``)."""
+    return 0.5 * tf.math.erfc(-y / math.sqrt(2.0))
+
+_UNBOUNDED, _LOWER, _UPPER, _TWO_SIDED = 0, 1, 2, 3
+_KINDS = ("probit", "logit")
+
+
+def auto_bounds(theta, weights):
+    """Prior range estimated from the samples, as margarine 1.x does.
+
+    The estimate widens the sample range by one expected gap,
+    ``((n - 2) max - min) / (n - 3)`` with ``n`` the Kish effective sample size.
+    It is a guess: prefer the true prior bounds.
+
+    Parameters
+    ----------
+    theta : ndarray, shape (n, d)
+    weights : ndarray, shape (n,)
+
+    Returns
+    -------
+    ndarray, shape (d, 2)
+    """
+    n = weights.sum() ** 2 / np.sum(weights**2)
+    if n <= 3:
+        raise ValueError(
+            f'bounds="auto" needs an effective sample size above 3, got {n:.2f}; '
+            "give the prior bounds explicitly"
+        )
+    lo, hi = theta.min(axis=0), theta.max(axis=0)
+    return np.stack([((n - 2) * lo - hi) / (n - 3), ((n - 2) * hi - lo) / (n - 3)], axis=1)
+
+
+def parse_bounds(bounds, params, theta=None, weights=None, columns=None):
+    """Turn the user's ``bounds`` into a float64 (d, 2) array.
+
+    Parameters
+    ----------
+    bounds : None, "auto", array_like of shape (d, 2), or dict
+        ``None`` means unbounded. A dict maps parameter names to ``(lower, upper)``;
+        parameters it does not name are unbounded. ``None`` or ``±inf`` on either
+        side means that side is open. ``"auto"`` estimates the range from the
+        samples (see :func:`auto_bounds`).
+    params : list of str
+        Parameter names, fixing the order of the rows.
+    theta, weights : ndarray, optional
+        Needed only for ``"auto"``.
+    columns : list of str, optional
+        Every column of the input; dict entries for columns not in ``params``
+        are ignored (a prior dict for the whole run may be passed), while names
+        that are not columns at all are an error.
+
+    Returns
+    -------
+    ndarray, shape (d, 2)
+        Lower and upper bound of each parameter, ``-inf``/``inf`` where open.
+    """
+    d = len(params)
+    if bounds is None:
+        out = np.tile([-np.inf, np.inf], (d, 1))
+    elif isinstance(bounds, str):
+        if bounds != "auto":
+            raise ValueError(f'bounds must be None, "auto", a (d, 2) array or a dict; got {bounds!r}')
+        if theta is None:
+            raise ValueError('bounds="auto" needs the samples')
+        out = auto_bounds(theta, weights)
+    elif isinstance(bounds, dict):
+        known = set(params) | set(columns or ())
+        unknown = [k for k in bounds if k not in known]
+        if unknown:
+            raise ValueError(f"bounds name unknown parameters {unknown}; the parameters are {list(params)}")
+        out = np.tile([-np.inf, np.inf], (d, 1))
+        for i, name in enumerate(params):
+            if name in bounds:
+                out[i] = _pair(bounds[name], name)
+    else:
+        arr = np.asarray(bounds, dtype=object)
+        if arr.shape != (d, 2):
+            raise ValueError(f"bounds must have shape ({d}, 2) for {d} parameters, got {arr.shape}")
+        out = np.array([_pair(row, name) for row, name in zip(arr, params)], dtype=float).reshape(d, 2)
+    out = np.asarray(out, dtype=np.float64)
+    bad = [p for p, (lo, hi) in zip(params, out) if not lo < hi]
+    if bad:
+        raise ValueError(f"lower bound must be below upper bound; not so for {bad}: {out.tolist()}")
+    return out
+
+
+def _pair(value, name):
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds for {name!r} must be a pair (lower, upper), got {value!r}") from None
+    lo = -np.inf if lo is None else float(lo)
+    hi = np.inf if hi is None else float(hi)
+    if np.isnan(lo) or np.isnan(hi):
+        raise ValueError(f"bounds for {name!r} contain NaN; use None or ±inf for an open side")
+    return lo, hi
+
+
+class BoxTransform:
+    """Coordinate-wise map from the prior box to R^d.
+
+    Parameters
+    ----------
+    bounds : ndarray, shape (d, 2)
+        From :func:`parse_bounds`.
+    kind : {"probit", "logit"}
+        Map used for two-sided ranges after the affine map to [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> box = BoxTransform(np.array([[0.0, 1.0], [0.0, np.inf]]))
+    >>> y, ld = box.forward(np.array([[0.5, 1.0]]))
+    >>> np.round(y.numpy(), 6).tolist()
+    [[0.0, 0.0]]
+    """
+
+    def __init__(self, bounds, kind="probit"):
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        self.bounds = np.asarray(bounds, dtype=np.float64)
+        self.kind = kind
+        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
+        has_lo, has_hi = np.isfinite(lo), np.isfinite(hi)
+        code = np.where(has_lo & has_hi, _TWO_SIDED, np.where(has_lo, _LOWER, np.where(has_hi, _UPPER, _UNBOUNDED)))
+        self._code = tf.constant(code, tf.int32)
+        self._lo = tf.constant(np.where(has_lo, lo, 0.0))
+        self._hi = tf.constant(np.where(has_hi, hi, 1.0))
+        width = np.where(has_lo & has_hi, hi - lo, 1.0)
+        self._width = tf.constant(width)
+        self._log_width = tf.constant(np.log(width))
+        self.bounded = bool((code != _UNBOUNDED).any())
+
+    def contains(self, x):
+        """Boolean (n,) mask: the row lies inside the box (bounds included)."""
+        x = np.asarray(x, dtype=np.float64)
+        return np.all((x >= self.bounds[:, 0]) & (x <= self.bounds[:, 1]), axis=-1)
+
+    def forward(self, x):
+        """Map box → R^d. Returns ``(y, log|dy/dx|)`` with shapes (n, d), (n,)."""
+        x = tf.convert_to_tensor(x, tf.float64)
+        code, lo, hi = self._code, self._lo, self._hi
+        # two-sided: distances to either bound as fractions of the range, kept
+        # separately so that points next to the upper bound keep their precision
+        f_lo = tf.clip_by_value((x - lo) / self._width, _TINY, 1.0)
+        f_hi = tf.clip_by_value((hi - x) / self._width, _TINY, 1.0)
+        if self.kind == "probit":
+            y2 = tf.where(f_lo <= f_hi, tf.math.ndtri(f_lo), -tf.math.ndtri(f_hi))
+            ld2 = -self._log_width + 0.5 * tf.square(y2) + _HALF_LOG_2PI
+        else:
+            y2 = tf.math.log(f_lo) - tf.math.log(f_hi)
+            ld2 = -self._log_width - tf.math.log(f_lo) - tf.math.log(f_hi)
+        s_lo = tf.maximum(x - lo, _TINY)
+        s_hi = tf.maximum(hi - x, _TINY)
+        y = tf.where(
+            code == _TWO_SIDED,
+            y2,
+            tf.where(code == _LOWER, tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), x)),
+        )
+        ld = tf.where(
+            code == _TWO_SIDED,
+            ld2,
+            tf.where(code == _LOWER, -tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), tf.zeros_like(x))),
+        )
+        return y, tf.reduce_sum(ld, axis=-1)
+
+    def inverse(self, y):
+        """Map R^d → box. Returns ``(x, log|dx/dy|)``; x is clipped into the box."""
+        y = tf.convert_to_tensor(y, tf.float64)
+        code, lo, hi, width = self._code, self._lo, self._hi, self._width
+        if self.kind == "probit":
+            x2 = tf.where(y <= 0, lo + width * ndtr(y), hi - width * ndtr(-y))
+            ld2 = self._log_width - 0.5 * tf.square(y) - _HALF_LOG_2PI
+        else:
+            x2 = tf.where(y <= 0, lo + width * tf.math.sigmoid(y), hi - width * tf.math.sigmoid(-y))
+            ld2 = self._log_width + tf.math.log_sigmoid(y) + tf.math.log_sigmoid(-y)
+        x2 = tf.clip_by_value(x2, lo, hi)
+        x = tf.where(
+            code == _TWO_SIDED,
+            x2,
+            tf.where(code == _LOWER, lo + tf.exp(y), tf.where(code == _UPPER, hi - tf.exp(-y), y)),
+        )
+        ld = tf.where(
+            code == _TWO_SIDED,
+            ld2,
+            tf.where(code == _LOWER, y, tf.where(code == _UPPER, -y, tf.zeros_like(y))),
+        )
+        return x, tf.reduce_sum(ld, axis=-1)
+
+
+class Whitening:
+    """Affine map ``z = L^{-1} (y - mean)`` with ``L L^T`` the weighted covariance.
+
+    Parameters
+    ----------
+    mean : ndarray, shape (d,)
+    chol : ndarray, shape (d, d)
+        Lower-triangular Cholesky factor of the covariance.
+    """
+
+    def __init__(self, mean, chol):
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.chol = np.asarray(chol, dtype=np.float64)
+        self._mean = tf.constant(self.mean)
+        self._chol_t = tf.constant(self.chol.T)
+        self._inv_chol_t = tf.constant(np.linalg.inv(self.chol).T)
+        self._log_det = float(np.sum(np.log(np.diag(self.chol))))
+
+    @classmethod
+    def fit(cls, y, weights, names):
+        """Weighted mean and covariance of ``y``; names are used in errors."""
+        w = weights / weights.sum()
+        mean = w @ y
+        dy = y - mean
+        cov = (dy * w[:, None]).T @ dy
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            chol = None
+        # L_ii / sd_i = sqrt(1 - R_i^2), R_i the multiple correlation of parameter i
+        # with the ones before it: near zero means a (near) exact linear relation
+        if chol is None or not np.all(np.isfinite(chol)) or np.min(np.diag(chol) / np.sqrt(np.diag(cov))) < 1e-6:
+            raise ValueError(
+                f"the weighted covariance of {list(names)} is singular: some parameters are "
+                "(nearly) linear combinations of others; drop the redundant ones"
+            )
+        return cls(mean, chol)
+
+    def forward(self, y):
+        """Returns ``(z, log|dz/dy|)``."""
+        z = tf.matmul(y - self._mean, self._inv_chol_t)
+        return z, tf.fill(tf.shape(z)[:1], tf.constant(-self._log_det, tf.float64))
+
+    def inverse(self, z):
+        """Returns ``(y, log|dy/dz|)``."""
+        y = tf.matmul(z, self._chol_t) + self._mean
+        return y, tf.fill(tf.shape(y)[:1], tf.constant(self._log_det, tf.float64))
+
+
+class Preprocessor:
+    """Box transform followed by whitening: ``theta → z``.
+
+    Parameters
+    ----------
+    box : BoxTransform
+    whitening : Whitening
+    """
+
+    def __init__(self, box, whitening):
+        self.box = box
+        self.whitening = whitening
+
+    @classmethod
+    def fit(cls, theta, weights, bounds, params, kind="probit"):
+        """Build the box map from ``bounds`` and fit the whitening to the samples."""
+        box = BoxTransform(bounds, kind)
+        y, _ = box.forward(theta)
+        return cls(box, Whitening.fit(y.numpy(), weights, params))
+
+    def forward(self, theta):
+        """``theta → z``; returns ``(z, log|dz/dtheta|)``."""
+        y, ld1 = self.box.forward(theta)
+        z, ld2 = self.whitening.forward(y)
+        return z, ld1 + ld2
+
+    def inverse(self, z):
+        """``z → theta``; returns ``(theta, log|dtheta/dz|)``."""
+        y, ld2 = self.whitening.inverse(z)
+        x, ld1 = self.box.inverse(y)
+        return x, ld1 + ld2
+
+    def state(self):
+        """Plain arrays and strings that :meth:`from_state` rebuilds from."""
+        return {
+            "arrays": {"bounds": self.box.bounds, "mean": self.whitening.mean, "chol": self.whitening.chol},
+            "config": {"kind": self.box.kind},
+        }
+
+    @classmethod
+    def from_state(cls, arrays, config):
+        return cls(BoxTransform(arrays["bounds"], config["kind"]), Whitening(arrays["mean"], arrays["chol"]))

@@ -1,0 +1,7 @@
+"""Normalising-flow estimators and the shared training loop."""
+
+from margflow.flows.base import FlowEstimator
+from margflow.flows.maf import MAF
+from margflow.flows.train import History, TrainingDivergedError, train
+
+__all__ = ["FlowEstimator", "MAF", "History", "TrainingDivergedError", "train"]

@@ -1,0 +1,162 @@
+"""Versioned, pickle-free save and load of estimators.
+
+A model file is a zip archive of ``.npy`` arrays (numpy's ``.npz``) read back
+with ``allow_pickle=False``, so loading never executes code. One array,
+``__meta__``, holds UTF-8 JSON: the format name and version, the margflow
+version, the estimator class, its configuration, training history, parameter
+names and logZ. The others hold network weights, the preprocessing
+(bounds, mean, Cholesky factor) and the training samples with their weights.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+__all__ = ["save", "load", "read_metadata", "ModelFileError", "FORMAT_VERSION"]
+
+FORMAT_NAME = "margflow"
+#: bump when a file written now could not be read by an older margflow
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """The file is not a margflow model file this version can read."""
+
+
+def save(estimator, path):
+    """Write ``estimator`` to ``path`` (one file; written atomically).
+
+    Parameters
+    ----------
+    estimator : margflow.estimator.DensityEstimator
+    path : str or os.PathLike
+    """
+    from margflow import __version__
+
+    config, arrays = estimator._get_state()
+    pre = estimator._pre.state()
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "margflow_version": __version__,
+        "class": type(estimator).__name__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "params": estimator.params,
+        "logZ": estimator.logZ,
+        "seed": estimator.seed,
+        "preprocessing": pre["config"],
+        "config": config,
+    }
+    out = {"__meta__": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+    out.update({f"pre.{k}": np.asarray(v) for k, v in pre["arrays"].items()})
+    out["data.theta"] = estimator.data.theta
+    out["data.weights"] = estimator.data.weights
+    out.update({f"model.{k}": np.asarray(v) for k, v in arrays.items()})
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **out)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _open(path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model file at {path!r}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise ModelFileError(f"{path!r} is not a margflow model file (not a readable archive: {err})") from None
+    if not hasattr(npz, "files"):
+        raise ModelFileError(f"{path!r} is not a margflow model file (a bare numpy array)")
+    try:
+        if "__meta__" not in npz.files:
+            raise ModelFileError(f"{path!r} is not a margflow model file (no margflow metadata)")
+        try:
+            meta = json.loads(bytes(npz["__meta__"]).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError, EOFError) as err:
+            raise ModelFileError(f"{path!r} has unreadable metadata (corrupted or truncated?): {err}") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"{path!r} is not a margflow model file (format {meta.get('format')!r})")
+        version = meta.get("format_version")
+        if not isinstance(version, int):
+            raise ModelFileError(f"{path!r} has no valid format version")
+        if version > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{path!r} uses model-file format {version}, written by margflow "
+                f"{meta.get('margflow_version')}; this margflow reads format {FORMAT_VERSION} and older: "
+                "upgrade margflow to load it"
+            )
+        try:
+            arrays = {k: npz[k] for k in npz.files if k != "__meta__"}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+            raise ModelFileError(f"{path!r} is corrupted or truncated: {err}") from None
+    finally:
+        npz.close()
+    return meta, arrays
+
+
+def read_metadata(path):
+    """The JSON metadata of a model file, without building the estimator."""
+    return _open(path)[0]
+
+
+def load(path):
+    """Load an estimator written by :meth:`DensityEstimator.save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    DensityEstimator
+        Same class, configuration, weights, bounds, history; ``log_prob``
+        reproduces the saved estimator's exactly.
+
+    Raises
+    ------
+    FileNotFoundError
+    ModelFileError
+        A corrupted, truncated, foreign or newer-format file.
+    """
+    from margflow.bounds import Preprocessor
+    from margflow.data import SampleData
+    from margflow.estimator import DensityEstimator
+
+    meta, arrays = _open(path)
+    cls = DensityEstimator.registry.get(meta.get("class"))
+    if cls is None:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} holds a {meta.get('class')!r}, which this margflow does not know; "
+            f"known: {sorted(DensityEstimator.registry)}"
+        )
+    try:
+        pre = Preprocessor.from_state(
+            {k[4:]: v for k, v in arrays.items() if k.startswith("pre.")}, meta["preprocessing"]
+        )
+        data = SampleData(
+            theta=arrays["data.theta"],
+            weights=arrays["data.weights"],
+            params=list(meta["params"]),
+            bounds=pre.box.bounds,
+            logZ=meta["logZ"],
+        )
+        model = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+        return cls._restore(data, pre, meta["seed"], meta["config"], model)
+    except (KeyError, ValueError, TypeError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(f"{os.fspath(path)!r} is incomplete or inconsistent: {err!r}") from None

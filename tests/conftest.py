@@ -1,0 +1,75 @@
+"""Shared fixtures: small trained estimators over every kind of bounds.
+
+``ESTIMATOR_CASES`` is the list the property suite (test_properties.py) runs
+over; every new estimator adds its cases here.
+"""
+
+import numpy as np
+import pytest
+
+import margflow as mf
+
+INF = np.inf
+
+
+def _box_samples(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.beta(2.0, 5.0, n)  # in [0, 1], piles up near 0
+    b = -2 + 5 * rng.beta(4.0, 2.0, n) * (0.5 + 0.5 * a)  # in [-2, 3], correlated with a
+    return np.column_stack([a, b]), np.array([[0.0, 1.0], [-2.0, 3.0]])
+
+
+def _mixed_samples(n=3000, seed=1):
+    rng = np.random.default_rng(seed)
+    a = -1 + 3 * rng.beta(1.5, 1.5, n)  # two-sided [-1, 2]
+    b = 0.5 + rng.gamma(2.0, 0.5, n) * (1 + 0.3 * a)  # lower bound 0.5
+    c = 3.0 - rng.gamma(1.5, 1.0, n)  # upper bound 3
+    return np.column_stack([a, b, c]), np.array([[-1.0, 2.0], [0.5, INF], [-INF, 3.0]])
+
+
+def _unbounded_samples(n=3000, seed=2):
+    rng = np.random.default_rng(seed)
+    a1 = rng.normal(1, np.sqrt(0.5), n)
+    return np.column_stack([a1, rng.normal(0.3 * a1**2, 0.5)]), np.array([[-INF, INF], [-INF, INF]])
+
+
+SMALL = {"n_layers": 3, "hidden": (32, 32)}
+FIT = {"epochs": 40, "patience": 10, "progress": False}
+
+
+def _maf(sample_fn, transform="probit"):
+    def make():
+        x, bounds = sample_fn()
+        w = np.random.default_rng(5).uniform(0.2, 1.0, len(x))
+        est = mf.MAF(x, bounds=bounds, weights=w, transform=transform, seed=3, **SMALL)
+        est.fit(**FIT)
+        return est
+
+    return make
+
+
+ESTIMATOR_CASES = {
+    "maf-unbounded": _maf(_unbounded_samples),
+    "maf-box-probit": _maf(_box_samples),
+    "maf-mixed-logit": _maf(_mixed_samples, "logit"),
+}
+
+_cache = {}
+
+
+@pytest.fixture(params=sorted(ESTIMATOR_CASES), scope="session")
+def estimator(request):
+    """Each trained estimator case, built once per session."""
+    if request.param not in _cache:
+        _cache[request.param] = ESTIMATOR_CASES[request.param]()
+    return _cache[request.param]
+
+
+@pytest.fixture(scope="session")
+def box_data():
+    return _box_samples()
+
+
+@pytest.fixture(scope="session")
+def unbounded_data():
+    return _unbounded_samples()
