@@ -37,6 +37,7 @@ def ndtr(y):
     """Standard normal CDF; accurate in the lower tail (``tf.math`` has only ``ndtri``)."""
     return 0.5 * tf.math.erfc(-y / math.sqrt(2.0))
 
+
 _UNBOUNDED, _LOWER, _UPPER, _TWO_SIDED = 0, 1, 2, 3
 _KINDS = ("probit", "logit")
 
@@ -60,8 +61,7 @@ def auto_bounds(theta, weights):
     n = weights.sum() ** 2 / np.sum(weights**2)
     if n <= 3:
         raise ValueError(
-            f'bounds="auto" needs an effective sample size above 3, got {n:.2f}; '
-            "give the prior bounds explicitly"
+            f'bounds="auto" needs an effective sample size above 3, got {n:.2f}; give the prior bounds explicitly'
         )
     lo, hi = theta.min(axis=0), theta.max(axis=0)
     return np.stack([((n - 2) * lo - hi) / (n - 3), ((n - 2) * hi - lo) / (n - 3)], axis=1)
@@ -197,7 +197,9 @@ class BoxTransform:
         ld = tf.where(
             code == _TWO_SIDED,
             ld2,
-            tf.where(code == _LOWER, -tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), tf.zeros_like(x))),
+            tf.where(
+                code == _LOWER, -tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), tf.zeros_like(x))
+            ),
         )
         return y, tf.reduce_sum(ld, axis=-1)
 

@@ -1,7 +1,7 @@
 """The ``margflow`` command line.
 
-    margflow demo [--output FILE] [--epochs N] [--quiet]
-    margflow info FILE
+margflow demo [--output FILE] [--epochs N] [--quiet]
+margflow info FILE
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def _demo(args):
     chain_mean = w @ flow.data.theta
     chain_sd = np.sqrt(w @ (flow.data.theta - chain_mean) ** 2)
     exact_sd = np.sqrt(np.diag(COV)[:2])
-    print(f"{'parameter':>10} {'flow mean':>10} {'chain mean':>10} {'exact':>8} {'flow sd':>9} {'chain sd':>9} {'exact':>8}")
+    print(
+        f"{'parameter':>10} {'flow mean':>10} {'chain mean':>10} {'exact':>8} {'flow sd':>9} {'chain sd':>9} {'exact':>8}"
+    )
     for i, p in enumerate(CORE):
         print(
             f"{p:>10} {draws[:, i].mean():10.4f} {chain_mean[i]:10.4f} {MEAN[i]:8.4f} "
@@ -65,13 +67,17 @@ def _info(args):
     if cfg.get("fit"):
         print(f"  training: {cfg['fit']}")
     if hist:
-        print(f"  history: {len(hist['loss'])} epochs, best epoch {hist['best_epoch']} (val_loss {hist['best_val_loss']:.5g})")
+        print(
+            f"  history: {len(hist['loss'])} epochs, best epoch {hist['best_epoch']} (val_loss {hist['best_val_loss']:.5g})"
+        )
     print(f"  logZ of the input: {meta['logZ']}")
     return 0
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="margflow", description="Density estimators for marginal Bayesian statistics.")
+    parser = argparse.ArgumentParser(
+        prog="margflow", description="Density estimators for marginal Bayesian statistics."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="fit the core parameters of the bundled nested-sampling run")
     demo.add_argument("--output", default="margflow-demo.mflow", help="model file to write")

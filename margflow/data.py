@@ -119,7 +119,9 @@ def load_samples(samples, params=None, weights=None, bounds=None):
         try:
             theta = np.asarray(samples, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"samples must be a numeric (n, d) array, a DataFrame or anesthetic samples: {err}") from None
+            raise ValueError(
+                f"samples must be a numeric (n, d) array, a DataFrame or anesthetic samples: {err}"
+            ) from None
         if theta.ndim == 1:
             theta = theta[:, None]
         if theta.ndim != 2:

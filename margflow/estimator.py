@@ -198,7 +198,9 @@ class DensityEstimator:
         x = self._rows(theta, "theta")
         outside = ~self._pre.box.contains(x)
         if outside.any():
-            raise ValueError(f"{int(outside.sum())} points lie outside the bounds; inverse_transform needs points inside")
+            raise ValueError(
+                f"{int(outside.sum())} points lie outside the bounds; inverse_transform needs points inside"
+            )
         return self._chunked(self._tf_inverse_transform, x)
 
     def save(self, path):

@@ -114,7 +114,9 @@ def test_parse_bounds_forms():
     assert np.isinf(parse_bounds(None, params)).all()
     b = parse_bounds({"a": (0, 1), "c": (None, 5)}, params)
     np.testing.assert_array_equal(b, [[0, 1], [-INF, INF], [-INF, 5]])
-    np.testing.assert_array_equal(parse_bounds([[0, 1], [None, None], [2, None]], params), [[0, 1], [-INF, INF], [2, INF]])
+    np.testing.assert_array_equal(
+        parse_bounds([[0, 1], [None, None], [2, None]], params), [[0, 1], [-INF, INF], [2, INF]]
+    )
     with pytest.raises(ValueError, match="unknown parameters"):
         parse_bounds({"z": (0, 1)}, params)
     with pytest.raises(ValueError, match="shape"):

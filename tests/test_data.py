@@ -95,7 +95,9 @@ def test_unknown_parameter_names(x):
 
 def test_too_few_samples():
     need = min_samples(3)
-    with pytest.raises(ValueError, match=f"{need - 1} samples with positive weight for 3 parameters; need at least {need}"):
+    with pytest.raises(
+        ValueError, match=f"{need - 1} samples with positive weight for 3 parameters; need at least {need}"
+    ):
         load_samples(np.random.default_rng(0).normal(size=(need - 1, 3)))
     # zero-weight rows do not count
     w = np.r_[np.ones(need - 1), np.zeros(50)]

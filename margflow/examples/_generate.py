@@ -18,7 +18,7 @@ from margflow.examples import BOUNDS, COV, MEAN, PARAMS
 def main():
     from anesthetic.examples.perfect_ns import correlated_gaussian
 
-    np.random.seed(20261122)
+    np.random.seed(20261122)  # noqa: NPY002 (anesthetic draws from the global generator)
     samples = correlated_gaussian(500, MEAN, COV, bounds=np.array([BOUNDS[p] for p in PARAMS]))
     theta = samples.to_numpy()[:, : len(PARAMS)]
     out = np.column_stack([theta, samples["logL"].to_numpy(), samples["logL_birth"].to_numpy()])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -48,8 +47,8 @@ class FlowEstimator(DensityEstimator):
     def fit(
         self,
         epochs=1000,
-        batch_size=512,
-        learning_rate=1e-3,
+        batch_size=1024,
+        learning_rate=3e-3,
         patience=50,
         validation_fraction=0.2,
         *,

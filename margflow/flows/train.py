@@ -179,11 +179,13 @@ def train(
         w_val_t = tf.constant(w_val / w_val.mean(), dtype)
     # validation rows go through the network in one batch
 
-    d = x.shape[1]
     lr_var = tf.Variable(learning_rate, dtype=tf.float32, trainable=False)
     import tf_keras
 
     optimizer = tf_keras.optimizers.Adam(learning_rate=lr_var)
+    # create Adam's slots now: variables created inside the first call would
+    # make tf.function trace the whole epoch twice
+    optimizer.build(variables)
     batch_size = min(batch_size, len(x_train))
 
     has_val = len(i_val) > 0

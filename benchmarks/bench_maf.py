@@ -1,0 +1,135 @@
+"""margflow MAF against margarine 1.4.2's MAF, side by side in one run.
+
+For each target: 10,000 exact training samples; both estimators fit with
+their users' defaults (margflow: ``MAF(x).fit()``; margarine:
+``MAF(x).train(10000, early_stop=True)``); then on 20,000 fresh exact samples
+KL(p||q) = E_p[log p - log q] with its standard error, fit wall time, and
+log_prob / sample throughput on 10^5 points. Writes benchmarks/RESULTS.md.
+
+    pip install torch==2.13.0 margarine==1.4.2   # CPU torch first
+    python benchmarks/bench_maf.py [--targets banana,himmelblau,...] [--no-margarine]
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from targets import TARGETS  # noqa: E402
+
+N_TRAIN, N_TEST, N_SPEED = 10_000, 20_000, 100_000
+
+
+def kl(logp, logq):
+    ok = np.isfinite(logq)
+    d = logp[ok] - logq[ok]
+    return d.mean(), d.std() / np.sqrt(ok.sum()), int((~ok).sum())
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def run_margflow(x, xt, logp):
+    import margflow as mf
+
+    flow = mf.MAF(x, seed=0)
+    hist, t_fit = timed(lambda: flow.fit(progress=False))
+    k = kl(logp, flow.log_prob(xt))
+    xs = np.concatenate([xt] * (N_SPEED // len(xt)))
+    flow.log_prob(xs[:10])
+    _, t_lp = timed(lambda: flow.log_prob(xs))
+    flow.sample(10, seed=0)
+    _, t_s = timed(lambda: flow.sample(N_SPEED, seed=1))
+    one = xt[:1]
+    flow.log_prob(one)
+    _, t_one = timed(lambda: [flow.log_prob(one) for _ in range(200)])
+    return {"kl": k, "fit": t_fit, "epochs": hist.epochs, "lp_s": t_lp, "sample_s": t_s, "one_ms": t_one / 200 * 1e3}
+
+
+def run_margarine(x, xt, logp):
+    from margarine.maf import MAF
+
+    m = MAF(x)
+    _, t_fit = timed(lambda: m.train(10000, early_stop=True))
+    lq = np.asarray(m.log_prob(xt.astype(np.float32)), dtype=np.float64)
+    k = kl(logp, lq)
+    xs = np.concatenate([xt] * (N_SPEED // len(xt))).astype(np.float32)
+    m.log_prob(xs[:10])
+    _, t_lp = timed(lambda: np.asarray(m.log_prob(xs)))
+    m.sample(10)
+    _, t_s = timed(lambda: np.asarray(m.sample(N_SPEED)))
+    return {"kl": k, "fit": t_fit, "epochs": len(m.loss_history), "lp_s": t_lp, "sample_s": t_s}
+
+
+def machine():
+    import tensorflow as tf
+
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, TensorFlow {tf.__version__}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--no-margarine", action="store_true")
+    ap.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    args = ap.parse_args()
+    rows = []
+    for key in args.targets.split(","):
+        target = TARGETS[key]()
+        x = target.sample(N_TRAIN, np.random.default_rng(1))
+        xt = target.sample(N_TEST, np.random.default_rng(2))
+        logp = target.logpdf(xt)
+        ours = run_margflow(x, xt, logp)
+        print(f"{target.name}: margflow {ours}", flush=True)
+        theirs = None if args.no_margarine else run_margarine(x, xt, logp)
+        print(f"{target.name}: margarine {theirs}", flush=True)
+        rows.append((target.name, ours, theirs))
+    write(rows, args.output)
+
+
+def write(rows, path):
+    lines = [
+        "# Benchmark: margflow MAF vs margarine 1.4.2 MAF",
+        "",
+        f"Run {datetime.date.today()} on {machine()}, both in one process, one after the other per target.",
+        f"{N_TRAIN:,} training samples per target; KL(p||q) on {N_TEST:,} fresh exact samples (± standard error);",
+        "margarine's log_prob is NaN outside the range it guessed from the samples: its KL is over the finite",
+        f"points only and the count of non-finite ones is given. Throughput on {N_SPEED:,} points.",
+        "",
+        "| target | margflow KL | margarine KL (finite pts) | non-finite (margarine) | KL ratio | margflow fit s (epochs) "
+        "| margarine fit s (epochs) | fit-time ratio | log_prob 1e5 s (mf / mg) | sample 1e5 s (mf / mg) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, a, b in rows:
+        if b is None:
+            lines.append(
+                f"| {name} | {a['kl'][0]:.4f} ± {a['kl'][1]:.4f} | – | – | – | {a['fit']:.1f} ({a['epochs']}) | – | – "
+                f"| {a['lp_s']:.3f} / – | {a['sample_s']:.3f} / – |"
+            )
+            continue
+        lines.append(
+            f"| {name} | {a['kl'][0]:.4f} ± {a['kl'][1]:.4f} | {b['kl'][0]:.4f} ± {b['kl'][1]:.4f} | {b['kl'][2]} "
+            f"| {a['kl'][0] / b['kl'][0]:.2f} | {a['fit']:.1f} ({a['epochs']}) | {b['fit']:.1f} ({b['epochs']}) "
+            f"| {a['fit'] / b['fit']:.2f} | {a['lp_s']:.3f} / {b['lp_s']:.3f} | {a['sample_s']:.3f} / {b['sample_s']:.3f} |"
+        )
+    lines += ["", "margflow log_prob on one point: " + ", ".join(f"{n}: {a['one_ms']:.2f} ms" for n, a, _ in rows), ""]
+    text = "\n".join(lines)
+    print(text)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

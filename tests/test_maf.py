@@ -1,0 +1,84 @@
+"""MAF specifics: initialisation, determinism, continued training, arguments."""
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+import margflow as mf
+
+
+def test_untrained_flow_is_the_weighted_gaussian_fit():
+    rng = np.random.default_rng(0)
+    x = rng.multivariate_normal([1, -1, 0.5], [[1, 0.5, 0], [0.5, 2, 0.3], [0, 0.3, 0.5]], size=2000)
+    w = rng.uniform(0.1, 1, 2000)
+    flow = mf.MAF(x, weights=w)
+    wn = w / w.sum()
+    mean = wn @ x
+    cov = ((x - mean) * wn[:, None]).T @ (x - mean)
+    # float32 network, float64 preprocessing: agreement to ~1e-6 relative
+    np.testing.assert_allclose(flow.log_prob(x[:100]), multivariate_normal(mean, cov).logpdf(x[:100]), rtol=1e-5)
+
+
+def test_same_seed_same_numbers_different_seed_different(box_data):
+    x, bounds = box_data
+
+    def fitted(seed):
+        flow = mf.MAF(x, bounds=bounds, n_layers=2, hidden=(16, 16), seed=seed)
+        flow.fit(epochs=8, patience=8, progress=False)
+        return flow
+
+    a, b, c = fitted(0), fitted(0), fitted(1)
+    pts = a.sample(200, seed=0)
+    np.testing.assert_array_equal(a.log_prob(pts), b.log_prob(pts))
+    assert a.history.loss == b.history.loss
+    assert not np.array_equal(a.log_prob(pts), c.log_prob(pts))
+
+
+def test_second_fit_continues_the_history(unbounded_data):
+    x, _ = unbounded_data
+    flow = mf.MAF(x, n_layers=2, hidden=(16, 16))
+    flow.fit(epochs=5, patience=50, progress=False)
+    flow.fit(epochs=5, patience=50, progress=False)
+    assert flow.history.epochs == 10
+
+
+def test_weighted_fit_matches_the_reweighted_distribution():
+    """Samples of N(0, 2^2) weighted by N(1, 1)/N(0, 2^2): the flow learns N(1, 1)."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 2, size=(20_000, 2))
+    logw = multivariate_normal([1, 1], np.eye(2)).logpdf(x) - multivariate_normal([0, 0], 4 * np.eye(2)).logpdf(x)
+    w = np.exp(logw - logw.max())
+    flow = mf.MAF(x, weights=w, n_layers=2, hidden=(16, 16))
+    flow.fit(epochs=100, patience=10, progress=False)
+    ess = w.sum() ** 2 / (w**2).sum()
+    draws = flow.sample(50_000, seed=1)
+    # the flow's mean should sit within a few standard errors of the data's (n = ESS)
+    np.testing.assert_allclose(draws.mean(0), [1, 1], atol=5 / np.sqrt(ess))
+    np.testing.assert_allclose(draws.std(0), [1, 1], atol=5 / np.sqrt(2 * ess))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"n_layers": 0}, "n_layers"), ({"hidden": (0,)}, "hidden"), ({"transform": "tanh"}, "kind must be one of")],
+)
+def test_bad_architecture(unbounded_data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        mf.MAF(unbounded_data[0], **kwargs)
+
+
+def test_one_parameter_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 2 parameters"):
+        mf.MAF(np.random.default_rng(0).normal(size=(100, 1)))
+
+
+def test_repr_and_properties(box_data):
+    x, bounds = box_data
+    flow = mf.MAF(x, params=["a", "b"], bounds=bounds, n_layers=2, hidden=(8,))
+    assert flow.params == ["a", "b"] and flow.dim == 2 and "untrained" in repr(flow)
+    np.testing.assert_array_equal(flow.bounds, bounds)
+
+
+def test_bounds_auto(box_data):
+    x, _ = box_data
+    flow = mf.MAF(x, bounds="auto", n_layers=2, hidden=(8,))
+    assert np.all(flow.bounds[:, 0] < x.min(0)) and np.all(flow.bounds[:, 1] > x.max(0))

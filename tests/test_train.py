@@ -1,0 +1,121 @@
+"""The shared training loop: early stopping, divergence, progress, compilation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import margflow as mf
+from margflow.flows.train import History, TrainingDivergedError, split_indices, train
+
+
+def _overfitting_flow():
+    """A flow with far more capacity than data: the validation loss turns up."""
+    x = np.random.default_rng(0).normal(size=(60, 2))
+    return mf.MAF(x, n_layers=4, hidden=(128, 128), seed=1)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    flow = _overfitting_flow()
+    hist = flow.fit(epochs=400, batch_size=16, learning_rate=5e-3, patience=25, progress=False)
+    assert hist.stopped_early
+    assert hist.best_epoch == int(np.argmin(hist.val_loss))
+    assert hist.best_epoch < hist.epochs - 1
+    assert hist.val_loss[-1] > hist.best_val_loss  # the last epoch is not the best
+    # the weights in the model are the best epoch's: recompute its validation loss
+    z, w = flow._training_data()
+    _, i_val = split_indices(len(z), 0.2, flow.seed)
+    lp = flow._flow.log_prob(tf.constant(z[i_val], tf.float32)).numpy()
+    wv = w[i_val] / w[i_val].mean()
+    assert -np.mean(wv * lp) == pytest.approx(hist.best_val_loss, rel=1e-5)
+
+
+def test_nan_loss_raises_and_keeps_best_weights():
+    v = tf.Variable(1.0)
+
+    def loss_fn(x, w):  # log(v): the gradient drives v through zero, then NaN
+        return tf.math.log(v) + 0.0 * tf.reduce_sum(x)
+
+    with pytest.raises(TrainingDivergedError, match="restored") as err:
+        train(
+            loss_fn, [v], np.zeros((100, 1)), np.ones(100), epochs=100, learning_rate=0.3, clip_norm=1e6, progress=False
+        )
+    hist = err.value.history
+    assert np.isnan(hist.loss[-1]) or np.isnan(hist.val_loss[-1])
+    assert hist.best_epoch >= 0
+    assert v.numpy() > 0 and np.isfinite(np.log(v.numpy()))
+
+
+def test_compiled_once_for_all_epochs():
+    traces = []
+    v = tf.Variable([0.0, 0.0])
+
+    def loss_fn(x, w):
+        traces.append(1)  # python runs only while tracing
+        return tf.reduce_mean(w * tf.reduce_sum((x - v) ** 2, axis=1))
+
+    x = np.random.default_rng(0).normal(size=(1000, 2)) + 3
+    hist = train(
+        loss_fn, [v], x, np.ones(1000), epochs=20, batch_size=100, learning_rate=0.1, patience=100, progress=False
+    )
+    assert hist.epochs == 20
+    assert len(traces) == 2  # one trace: the training batch and the validation set
+    np.testing.assert_allclose(v.numpy(), x.mean(0), atol=0.1)
+
+
+def test_weights_are_honoured_by_the_loss():
+    """Weighted mean of a quadratic loss is minimised at the weighted mean."""
+    v = tf.Variable([0.0])
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4000, 1))
+    w = np.exp(2 * x[:, 0])  # tilts N(0,1) to N(2,1)
+    train(
+        lambda xb, wb: tf.reduce_mean(wb * (xb[:, 0] - v[0]) ** 2),
+        [v],
+        x,
+        w,
+        epochs=200,
+        batch_size=4000,
+        learning_rate=0.05,
+        patience=50,
+        validation_fraction=0,
+        progress=False,
+    )
+    np.testing.assert_allclose(v.numpy()[0], np.average(x[:, 0], weights=w), atol=0.02)
+
+
+def test_progress_bar(capsys):
+    v = tf.Variable([0.0])
+    args = (lambda x, w: tf.reduce_mean(w * (x[:, 0] - v[0]) ** 2), [v], np.ones((50, 1)), np.ones(50))
+    train(*args, epochs=3, progress=False)
+    assert capsys.readouterr().err == ""
+    train(*args, epochs=3, progress=True)
+    err = capsys.readouterr().err
+    assert "fit" in err and "val_loss" in err
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"learning_rate": -1}, "learning_rate must be positive"),
+        ({"validation_fraction": 1.0}, "validation_fraction must be in"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    v = tf.Variable([0.0])
+    with pytest.raises(ValueError, match=message):
+        train(lambda x, w: tf.reduce_sum(v), [v], np.ones((50, 1)), np.ones(50), progress=False, **kwargs)
+
+
+def test_split_is_seeded_and_disjoint():
+    a = split_indices(100, 0.2, 3)
+    b = split_indices(100, 0.2, 3)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert len(a[1]) == 20 and not set(a[0]) & set(a[1])
+    assert not np.array_equal(a[1], split_indices(100, 0.2, 4)[1])
+
+
+def test_history_round_trip():
+    h = History(loss=[1.0, 0.5], val_loss=[1.1, 0.6], learning_rate=[1e-3, 1e-3], best_epoch=1, best_val_loss=0.6)
+    assert History.from_dict(h.to_dict()) == h and h.epochs == 2
