@@ -74,7 +74,7 @@ class DensityEstimator:
         mid = np.where(has.all(1), b.mean(1), np.where(has[:, 0], b[:, 0] + 1, np.where(has[:, 1], b[:, 1] - 1, 0.0)))
         mid = tf.constant(mid)
 
-        @tf.function(input_signature=spec)
+        @tf.function(input_signature=spec, autograph=False)
         def log_prob(x):
             # ±inf in an open direction is outside the support too
             ok = (x >= lo) & (x <= hi) & tf.math.is_finite(x)
@@ -83,15 +83,15 @@ class DensityEstimator:
             lp = self._z_log_prob(z) + ld
             return tf.where(inside, lp, tf.constant(-np.inf, tf.float64))
 
-        @tf.function(input_signature=spec)
+        @tf.function(input_signature=spec, autograph=False)
         def from_base(eps):
             return pre.inverse(self._z_from_base(eps))[0]
 
-        @tf.function(input_signature=spec)
+        @tf.function(input_signature=spec, autograph=False)
         def transform(u):
             return pre.inverse(self._z_from_base(_ndtri_symmetric(u)))[0]
 
-        @tf.function(input_signature=spec)
+        @tf.function(input_signature=spec, autograph=False)
         def inverse_transform(x):
             return ndtr(self._base_from_z(pre.forward(x)[0]))
 
