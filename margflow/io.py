@@ -64,6 +64,9 @@ def save(estimator, path):
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the user's usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
