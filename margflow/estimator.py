@@ -83,13 +83,14 @@ class DensityEstimator:
             lp = self._z_log_prob(z) + ld
             return tf.where(inside, lp, tf.constant(-np.inf, tf.float64))
 
-        @tf.function(input_signature=spec, autograph=False)
-        def from_base(eps):
+        def theta_from_base(eps):
             return pre.inverse(self._z_from_base(eps))[0]
+
+        from_base = tf.function(theta_from_base, input_signature=spec, autograph=False)
 
         @tf.function(input_signature=spec, autograph=False)
         def transform(u):
-            return pre.inverse(self._z_from_base(_ndtri_symmetric(u)))[0]
+            return theta_from_base(_ndtri_symmetric(u))
 
         @tf.function(input_signature=spec, autograph=False)
         def inverse_transform(x):

@@ -1,5 +1,7 @@
 """The shared training loop: early stopping, divergence, progress, compilation."""
 
+import importlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -32,8 +34,8 @@ def test_early_stopping_restores_the_best_epoch():
 def test_nan_loss_raises_and_keeps_best_weights():
     v = tf.Variable(1.0)
 
-    def loss_fn(x, w):  # log(v): the gradient drives v through zero, then NaN
-        return tf.math.log(v) + 0.0 * tf.reduce_sum(x)
+    def loss_fn(variables, consts, x, w):  # log(v): the gradient drives v through zero, then NaN
+        return tf.math.log(variables[0]) + 0.0 * tf.reduce_sum(x)
 
     with pytest.raises(TrainingDivergedError, match="restored") as err:
         train(
@@ -45,21 +47,39 @@ def test_nan_loss_raises_and_keeps_best_weights():
     assert v.numpy() > 0 and np.isfinite(np.log(v.numpy()))
 
 
-def test_compiled_once_for_all_epochs():
-    traces = []
-    v = tf.Variable([0.0, 0.0])
+def _quadratic(variables, consts, x, w):
+    _TRACES.append(1)  # python runs only while tracing
+    return tf.reduce_mean(w * tf.reduce_sum((x - variables[0]) ** 2, axis=1))
 
-    def loss_fn(x, w):
-        traces.append(1)  # python runs only while tracing
-        return tf.reduce_mean(w * tf.reduce_sum((x - v) ** 2, axis=1))
 
+_TRACES = []
+
+
+def test_compiled_once_for_all_epochs_and_all_models():
     x = np.random.default_rng(0).normal(size=(1000, 2)) + 3
-    hist = train(
-        loss_fn, [v], x, np.ones(1000), epochs=20, batch_size=100, learning_rate=0.1, patience=100, progress=False
-    )
+    kwargs = {"epochs": 20, "batch_size": 100, "learning_rate": 0.1, "patience": 100, "progress": False}
+    _TRACES.clear()
+    v = tf.Variable([0.0, 0.0])
+    hist = train(_quadratic, [v], x, np.ones(1000), **kwargs)
     assert hist.epochs == 20
-    assert len(traces) == 2  # one trace: the training batch and the validation set
+    assert len(_TRACES) == 2  # one trace: the training step and the validation loss
     np.testing.assert_allclose(v.numpy(), x.mean(0), atol=0.1)
+    # a second model of the same shape, on data of another length: no new trace
+    v2 = tf.Variable([1.0, 1.0])
+    train(_quadratic, [v2], x[:700] - 1, np.ones(700), **kwargs)
+    assert len(_TRACES) == 2
+    np.testing.assert_allclose(v2.numpy(), x[:700].mean(0) - 1, atol=0.1)
+
+
+def test_second_maf_of_an_architecture_compiles_nothing(unbounded_data):
+    x, _ = unbounded_data
+    train_module = importlib.import_module("margflow.flows.train")
+    mf.MAF(x, n_layers=2, hidden=(12, 12), seed=0).fit(epochs=2, patience=5, progress=False)
+    before = train_module.trace_count()
+    mf.MAF(x[:2000], n_layers=2, hidden=(12, 12), seed=1).fit(epochs=2, patience=5, progress=False)
+    assert train_module.trace_count() == before
+    mf.MAF(x, n_layers=2, hidden=(13, 12), seed=1).fit(epochs=2, patience=5, progress=False)
+    assert train_module.trace_count() == before + 1  # another architecture is traced once
 
 
 def test_weights_are_honoured_by_the_loss():
@@ -69,7 +89,7 @@ def test_weights_are_honoured_by_the_loss():
     x = rng.normal(size=(4000, 1))
     w = np.exp(2 * x[:, 0])  # tilts N(0,1) to N(2,1)
     train(
-        lambda xb, wb: tf.reduce_mean(wb * (xb[:, 0] - v[0]) ** 2),
+        lambda var, c, xb, wb: tf.reduce_mean(wb * (xb[:, 0] - var[0][0]) ** 2),
         [v],
         x,
         w,
@@ -85,7 +105,7 @@ def test_weights_are_honoured_by_the_loss():
 
 def test_progress_bar(capsys):
     v = tf.Variable([0.0])
-    args = (lambda x, w: tf.reduce_mean(w * (x[:, 0] - v[0]) ** 2), [v], np.ones((50, 1)), np.ones(50))
+    args = (lambda var, c, x, w: tf.reduce_mean(w * (x[:, 0] - var[0][0]) ** 2), [v], np.ones((50, 1)), np.ones(50))
     train(*args, epochs=3, progress=False)
     assert capsys.readouterr().err == ""
     train(*args, epochs=3, progress=True)
@@ -105,7 +125,7 @@ def test_progress_bar(capsys):
 def test_bad_arguments(kwargs, message):
     v = tf.Variable([0.0])
     with pytest.raises(ValueError, match=message):
-        train(lambda x, w: tf.reduce_sum(v), [v], np.ones((50, 1)), np.ones(50), progress=False, **kwargs)
+        train(lambda var, c, x, w: tf.reduce_sum(var[0]), [v], np.ones((50, 1)), np.ones(50), progress=False, **kwargs)
 
 
 def test_split_is_seeded_and_disjoint():

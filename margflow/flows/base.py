@@ -6,7 +6,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from margflow.estimator import DensityEstimator
-from margflow.flows.train import History, train
+from margflow.flows.train import History, train, weighted_nll
 
 __all__ = ["FlowEstimator"]
 
@@ -16,10 +16,18 @@ tfd = tfp.distributions
 class FlowEstimator(DensityEstimator):
     """A density estimator whose z-space model is ``bijector(N(0, I))``.
 
-    Subclasses build ``self._bijector`` (a TFP bijector from the base to z,
-    float32) and ``self._variables`` in ``_build(config)`` and report their
-    configuration in ``self.config``. Training goes through the shared loop,
-    :func:`margflow.flows.train.train`.
+    Subclasses build, in ``_build(config)``:
+
+    - ``self._graph``: an object whose ``log_prob(variables, consts, z)`` is a
+      pure TensorFlow function of the weights (shared by every flow of that
+      architecture, so its traced graphs are reused);
+    - ``self._variables`` (trainable, float32) and ``self._consts`` (fixed
+      tensors such as permutations);
+    - ``self._bijector``: the same model as a TFP bijector from the base to z,
+      used for sampling and ``transform``;
+
+    and report their configuration in ``self.config``. Training goes through
+    the shared loop, :func:`margflow.flows.train.train`.
     """
 
     _dtype = tf.float32
@@ -30,7 +38,8 @@ class FlowEstimator(DensityEstimator):
         self._flow = tfd.TransformedDistribution(base, self._bijector)
 
     def _z_log_prob(self, z):
-        return tf.cast(self._flow.log_prob(tf.cast(z, self._dtype)), tf.float64)
+        lp = self._graph.log_prob(self._variables, self._consts, tf.cast(z, self._dtype))
+        return tf.cast(lp, tf.float64)
 
     def _z_from_base(self, eps):
         return tf.cast(self._bijector.forward(tf.cast(eps, self._dtype)), tf.float64)
@@ -80,27 +89,7 @@ class FlowEstimator(DensityEstimator):
         History
         """
         z, w = self._training_data()
-        dtype = self._dtype
-
-        def nll(x, wb):
-            return -tf.reduce_mean(wb * self._flow.log_prob(x))
-
-        self.history = train(
-            nll,
-            self._variables,
-            z,
-            w,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            patience=patience,
-            validation_fraction=validation_fraction,
-            clip_norm=clip_norm,
-            seed=self.seed if seed is None else seed,
-            progress=progress,
-            dtype=dtype,
-            history=self.history,
-        )
+        seed = self.seed if seed is None else seed
         self.fit_config = {
             "epochs": epochs,
             "batch_size": batch_size,
@@ -108,8 +97,25 @@ class FlowEstimator(DensityEstimator):
             "patience": patience,
             "validation_fraction": validation_fraction,
             "clip_norm": clip_norm,
-            "seed": self.seed if seed is None else seed,
+            "seed": seed,
         }
+        self.history = train(
+            weighted_nll(self._graph.log_prob),
+            self._variables,
+            z,
+            w,
+            consts=self._consts,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            validation_fraction=validation_fraction,
+            clip_norm=clip_norm,
+            seed=seed,
+            progress=progress,
+            dtype=self._dtype,
+            history=self.history,
+        )
         return self.history
 
     def _get_state(self):
