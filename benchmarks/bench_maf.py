@@ -7,7 +7,13 @@ KL(p||q) = E_p[log p - log q] with its standard error, fit wall time, and
 log_prob / sample throughput on 10^5 points. Writes benchmarks/RESULTS.md.
 
     pip install torch==2.13.0 margarine==1.4.2   # CPU torch first
-    python benchmarks/bench_maf.py [--targets banana,himmelblau,...] [--no-margarine]
+    python benchmarks/bench_maf.py [--targets banana,himmelblau,...] [--no-margarine] [--repeats 3]
+
+With ``--repeats R`` each target is fitted R times, each time on a fresh
+training set (seed 1 + 10 r) with margflow seed r and TensorFlow/numpy global
+seeds r for margarine (which has no seed argument); the table gives the mean
+over repeats and the per-repeat values follow it. Both packages vary between
+runs, so ratios from one repeat are not evidence.
 """
 
 import argparse
@@ -37,10 +43,10 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def run_margflow(x, xt, logp):
+def run_margflow(x, xt, logp, seed=0):
     import margflow as mf
 
-    flow = mf.MAF(x, seed=0)
+    flow = mf.MAF(x, seed=seed)
     hist, t_fit = timed(lambda: flow.fit(progress=False))
     k = kl(logp, flow.log_prob(xt))
     xs = np.concatenate([xt] * (N_SPEED // len(xt)))
@@ -83,20 +89,38 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--no-margarine", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
     args = ap.parse_args()
     rows = []
     for key in args.targets.split(","):
         target = TARGETS[key]()
-        x = target.sample(N_TRAIN, np.random.default_rng(1))
         xt = target.sample(N_TEST, np.random.default_rng(2))
         logp = target.logpdf(xt)
-        ours = run_margflow(x, xt, logp)
-        print(f"{target.name}: margflow {ours}", flush=True)
-        theirs = None if args.no_margarine else run_margarine(x, xt, logp)
-        print(f"{target.name}: margarine {theirs}", flush=True)
-        rows.append((target.name, ours, theirs))
+        ours, theirs = [], []
+        for r in range(args.repeats):
+            x = target.sample(N_TRAIN, np.random.default_rng(1 + 10 * r))
+            ours.append(run_margflow(x, xt, logp, seed=r))
+            print(f"{target.name} [{r}]: margflow {ours[-1]}", flush=True)
+            if not args.no_margarine:
+                import tensorflow as tf
+
+                tf.random.set_seed(r)
+                np.random.seed(r)  # noqa: NPY002 (margarine draws from the global state)
+                theirs.append(run_margarine(x, xt, logp))
+                print(f"{target.name} [{r}]: margarine {theirs[-1]}", flush=True)
+        rows.append((target.name, _mean(ours), _mean(theirs) if theirs else None, ours, theirs))
     write(rows, args.output)
+
+
+def _mean(runs):
+    """Mean over repeats of every number; KL keeps (mean, standard error of the mean, non-finite count)."""
+    out = {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k != "kl"}
+    kls = np.array([r["kl"][0] for r in runs])
+    ses = np.array([r["kl"][1] for r in runs])
+    se = kls.std(ddof=1) / np.sqrt(len(kls)) if len(kls) > 1 else ses[0]
+    out["kl"] = (kls.mean(), se, int(sum(r["kl"][2] for r in runs)))
+    return out
 
 
 def write(rows, path):
@@ -112,19 +136,29 @@ def write(rows, path):
         "| margarine fit s (epochs) | fit-time ratio | log_prob 1e5 s (mf / mg) | sample 1e5 s (mf / mg) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, a, b in rows:
+    for name, a, b, _, _ in rows:
         if b is None:
             lines.append(
-                f"| {name} | {a['kl'][0]:.4f} ± {a['kl'][1]:.4f} | – | – | – | {a['fit']:.1f} ({a['epochs']}) | – | – "
+                f"| {name} | {a['kl'][0]:.4f} ± {a['kl'][1]:.4f} | – | – | – | {a['fit']:.1f} ({a['epochs']:.0f}) | – | – "
                 f"| {a['lp_s']:.3f} / – | {a['sample_s']:.3f} / – |"
             )
             continue
         lines.append(
             f"| {name} | {a['kl'][0]:.4f} ± {a['kl'][1]:.4f} | {b['kl'][0]:.4f} ± {b['kl'][1]:.4f} | {b['kl'][2]} "
-            f"| {a['kl'][0] / b['kl'][0]:.2f} | {a['fit']:.1f} ({a['epochs']}) | {b['fit']:.1f} ({b['epochs']}) "
+            f"| {a['kl'][0] / b['kl'][0]:.2f} | {a['fit']:.1f} ({a['epochs']:.0f}) | {b['fit']:.1f} ({b['epochs']:.0f}) "
             f"| {a['fit'] / b['fit']:.2f} | {a['lp_s']:.3f} / {b['lp_s']:.3f} | {a['sample_s']:.3f} / {b['sample_s']:.3f} |"
         )
-    lines += ["", "margflow log_prob on one point: " + ", ".join(f"{n}: {a['one_ms']:.2f} ms" for n, a, _ in rows), ""]
+    lines += ["", "margflow log_prob on one point: " + ", ".join(f"{n}: {a['one_ms']:.2f} ms" for n, a, *_ in rows), ""]
+    if any(len(r[3]) > 1 for r in rows):
+        lines += [
+            f"Means over {len(rows[0][3])} repeats (± standard error over repeats). Per repeat, KL and fit s:",
+            "",
+        ]
+        for name, _, _, ours, theirs in rows:
+            mf_runs = ", ".join(f"{o['kl'][0]:.4f} / {o['fit']:.1f}" for o in ours)
+            mg_runs = ", ".join(f"{t['kl'][0]:.4f} / {t['fit']:.1f}" for t in theirs) or "–"
+            lines.append(f"- {name}: margflow {mf_runs}; margarine {mg_runs}")
+        lines.append("")
     text = "\n".join(lines)
     print(text)
     with open(path, "w") as f:
