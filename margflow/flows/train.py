@@ -91,6 +91,7 @@ def split_indices(n, validation_fraction, seed):
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+@cache
 def weighted_nll(log_prob_fn):
     """The weighted negative log-likelihood loss of a pure log-density function.
 
@@ -98,11 +99,7 @@ def weighted_nll(log_prob_fn):
     ``-mean(w * log q(x))``. Cached, so one log-density function gives one
     loss function and :func:`train` reuses its traced graph.
     """
-    return _weighted_nll(log_prob_fn)
 
-
-@cache
-def _weighted_nll(log_prob_fn):
     def loss(variables, consts, x, w):
         return -tf.reduce_mean(w * log_prob_fn(variables, consts, x))
 
@@ -245,8 +242,7 @@ def train(
                     raise
                 # this TensorFlow build cannot XLA-compile the step: run it as a plain graph
                 warnings.warn(f"XLA compilation failed ({type(exc).__name__}); training without it", stacklevel=3)
-                for v, b in zip(variables, best):
-                    v.assign(b)
+                _assign(variables, best)
                 run_epoch = _compiled_epoch(*settings, False, x.shape[1], state, consts)
                 out = run_epoch(*state, consts, *data, perm)
             loss, val = (float(v) for v in out)
@@ -254,8 +250,7 @@ def train(
             history.val_loss.append(val)
             history.learning_rate.append(float(lr_var.numpy()))
             if not (np.isfinite(loss) and np.isfinite(val)):
-                for v, b in zip(variables, best):
-                    v.assign(b)
+                _assign(variables, best)
                 raise TrainingDivergedError(
                     f"the loss became {loss if not np.isfinite(loss) else val} at epoch {start_epoch + epoch}; "
                     f"the weights of epoch {history.best_epoch} (val_loss {history.best_val_loss:.5g}) were "
@@ -280,9 +275,13 @@ def train(
     finally:
         bar.close()
         history.wall_time += time.perf_counter() - t0
-    for v, b in zip(variables, best):
-        v.assign(b)
+    _assign(variables, best)
     return history
+
+
+def _assign(variables, values):
+    for v, a in zip(variables, values):
+        v.assign(a)
 
 
 class _Adam:
