@@ -25,7 +25,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["parse_bounds", "auto_bounds", "ndtr", "BoxTransform", "Whitening", "Preprocessor"]
+__all__ = ["parse_bounds", "auto_bounds", "ndtr", "ndtri", "BoxTransform", "Whitening", "Preprocessor"]
 
 #: Smallest fraction of a range a point is pushed to before the probit/logit/log,
 #: so that a point on a bound maps to a finite number (probit: -37.5).
@@ -36,6 +36,64 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 def ndtr(y):
     """Standard normal CDF; accurate in the lower tail (``tf.math`` has only ``ndtri``)."""
     return 0.5 * tf.math.erfc(-y / math.sqrt(2.0))
+
+
+# Acklam's rational approximation to the normal quantile (relative error 1.2e-9)
+_ACKLAM_A = (
+    -3.969683028665376e01,
+    2.209460984245205e02,
+    -2.759285104469687e02,
+    1.383577518672690e02,
+    -3.066479806614716e01,
+    2.506628277459239e00,
+)
+_ACKLAM_B = (
+    -5.447609879822406e01,
+    1.615858368580409e02,
+    -1.556989798598866e02,
+    6.680131188771972e01,
+    -1.328068155288572e01,
+    1.0,
+)
+_ACKLAM_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
+_ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00, 1.0)
+
+
+def _poly(coefs, x):
+    out = coefs[0] * tf.ones_like(x)
+    for c in coefs[1:]:
+        out = out * x + c
+    return out
+
+
+def ndtri(p):
+    """Standard normal quantile Φ^{-1}(p), float64, for p in (0, 1).
+
+    Acklam's rational approximation refined by one Halley step on
+    :func:`ndtr`: full double precision (tested against scipy down to
+    p = 1e-300), built from elementary operations so that it compiles with XLA,
+    whose own ``ndtri`` loses precision below p ≈ 1e-12.
+    """
+    p = tf.convert_to_tensor(p, tf.float64)
+    tail = tf.minimum(p, 1.0 - p)
+    # central region |p - 1/2| < 0.47575
+    q = p - 0.5
+    r = q * q
+    central = q * _poly(_ACKLAM_A, r) / _poly(_ACKLAM_B, r)
+    t = tf.sqrt(-2.0 * tf.math.log(tf.maximum(tail, 1e-308)))
+    lower = _poly(_ACKLAM_C, t) / _poly(_ACKLAM_D, t)
+    x = tf.where(tail < 0.02425, tf.where(p < 0.5, lower, -lower), central)
+    # Halley step: e = Φ(x) - p, divided by the density at x
+    e = tf.where(p < 0.5, ndtr(x) - p, (1.0 - p) - ndtr(-x))
+    u = e * math.sqrt(2.0 * math.pi) * tf.exp(0.5 * x * x)
+    return x - u / (1.0 + 0.5 * x * u)
 
 
 _UNBOUNDED, _LOWER, _UPPER, _TWO_SIDED = 0, 1, 2, 3
@@ -173,58 +231,75 @@ class BoxTransform:
         x = np.asarray(x, dtype=np.float64)
         return np.all((x >= self.bounds[:, 0]) & (x <= self.bounds[:, 1]), axis=-1)
 
+    @property
+    def tensors(self):
+        """The box as a tuple of tensors, the argument of :func:`box_forward`/:func:`box_inverse`."""
+        return (self._code, self._lo, self._hi, self._width, self._log_width)
+
     def forward(self, x):
         """Map box → R^d. Returns ``(y, log|dy/dx|)`` with shapes (n, d), (n,)."""
-        x = tf.convert_to_tensor(x, tf.float64)
-        code, lo, hi = self._code, self._lo, self._hi
-        # two-sided: distances to either bound as fractions of the range, kept
-        # separately so that points next to the upper bound keep their precision
-        f_lo = tf.clip_by_value((x - lo) / self._width, _TINY, 1.0)
-        f_hi = tf.clip_by_value((hi - x) / self._width, _TINY, 1.0)
-        if self.kind == "probit":
-            y2 = tf.where(f_lo <= f_hi, tf.math.ndtri(f_lo), -tf.math.ndtri(f_hi))
-            ld2 = -self._log_width + 0.5 * tf.square(y2) + _HALF_LOG_2PI
-        else:
-            y2 = tf.math.log(f_lo) - tf.math.log(f_hi)
-            ld2 = -self._log_width - tf.math.log(f_lo) - tf.math.log(f_hi)
-        s_lo = tf.maximum(x - lo, _TINY)
-        s_hi = tf.maximum(hi - x, _TINY)
-        y = tf.where(
-            code == _TWO_SIDED,
-            y2,
-            tf.where(code == _LOWER, tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), x)),
-        )
-        ld = tf.where(
-            code == _TWO_SIDED,
-            ld2,
-            tf.where(
-                code == _LOWER, -tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), tf.zeros_like(x))
-            ),
-        )
-        return y, tf.reduce_sum(ld, axis=-1)
+        return box_forward(self.kind, self.tensors, x)
 
     def inverse(self, y):
         """Map R^d → box. Returns ``(x, log|dx/dy|)``; x is clipped into the box."""
-        y = tf.convert_to_tensor(y, tf.float64)
-        code, lo, hi, width = self._code, self._lo, self._hi, self._width
-        if self.kind == "probit":
-            x2 = tf.where(y <= 0, lo + width * ndtr(y), hi - width * ndtr(-y))
-            ld2 = self._log_width - 0.5 * tf.square(y) - _HALF_LOG_2PI
-        else:
-            x2 = tf.where(y <= 0, lo + width * tf.math.sigmoid(y), hi - width * tf.math.sigmoid(-y))
-            ld2 = self._log_width + tf.math.log_sigmoid(y) + tf.math.log_sigmoid(-y)
-        x2 = tf.clip_by_value(x2, lo, hi)
-        x = tf.where(
-            code == _TWO_SIDED,
-            x2,
-            tf.where(code == _LOWER, lo + tf.exp(y), tf.where(code == _UPPER, hi - tf.exp(-y), y)),
-        )
-        ld = tf.where(
-            code == _TWO_SIDED,
-            ld2,
-            tf.where(code == _LOWER, y, tf.where(code == _UPPER, -y, tf.zeros_like(y))),
-        )
-        return x, tf.reduce_sum(ld, axis=-1)
+        return box_inverse(self.kind, self.tensors, y)
+
+
+def box_forward(kind, tensors, x):
+    """:meth:`BoxTransform.forward` as a pure function of the box's tensors.
+
+    Compiled functions take the tensors as arguments, so one compiled program
+    serves every estimator whose box has the same ``kind`` and dimension.
+    """
+    x = tf.convert_to_tensor(x, tf.float64)
+    code, lo, hi, width, log_width = tensors
+    # two-sided: distances to either bound as fractions of the range, kept
+    # separately so that points next to the upper bound keep their precision
+    f_lo = tf.clip_by_value((x - lo) / width, _TINY, 1.0)
+    f_hi = tf.clip_by_value((hi - x) / width, _TINY, 1.0)
+    if kind == "probit":
+        y2 = tf.where(f_lo <= f_hi, ndtri(f_lo), -ndtri(f_hi))
+        ld2 = -log_width + 0.5 * tf.square(y2) + _HALF_LOG_2PI
+    else:
+        y2 = tf.math.log(f_lo) - tf.math.log(f_hi)
+        ld2 = -log_width - tf.math.log(f_lo) - tf.math.log(f_hi)
+    s_lo = tf.maximum(x - lo, _TINY)
+    s_hi = tf.maximum(hi - x, _TINY)
+    y = tf.where(
+        code == _TWO_SIDED,
+        y2,
+        tf.where(code == _LOWER, tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), x)),
+    )
+    ld = tf.where(
+        code == _TWO_SIDED,
+        ld2,
+        tf.where(code == _LOWER, -tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), tf.zeros_like(x))),
+    )
+    return y, tf.reduce_sum(ld, axis=-1)
+
+
+def box_inverse(kind, tensors, y):
+    """:meth:`BoxTransform.inverse` as a pure function of the box's tensors."""
+    y = tf.convert_to_tensor(y, tf.float64)
+    code, lo, hi, width, log_width = tensors
+    if kind == "probit":
+        x2 = tf.where(y <= 0, lo + width * ndtr(y), hi - width * ndtr(-y))
+        ld2 = log_width - 0.5 * tf.square(y) - _HALF_LOG_2PI
+    else:
+        x2 = tf.where(y <= 0, lo + width * tf.math.sigmoid(y), hi - width * tf.math.sigmoid(-y))
+        ld2 = log_width + tf.math.log_sigmoid(y) + tf.math.log_sigmoid(-y)
+    x2 = tf.clip_by_value(x2, lo, hi)
+    x = tf.where(
+        code == _TWO_SIDED,
+        x2,
+        tf.where(code == _LOWER, lo + tf.exp(y), tf.where(code == _UPPER, hi - tf.exp(-y), y)),
+    )
+    ld = tf.where(
+        code == _TWO_SIDED,
+        ld2,
+        tf.where(code == _LOWER, y, tf.where(code == _UPPER, -y, tf.zeros_like(y))),
+    )
+    return x, tf.reduce_sum(ld, axis=-1)
 
 
 class Whitening:
@@ -243,7 +318,7 @@ class Whitening:
         self._mean = tf.constant(self.mean)
         self._chol_t = tf.constant(self.chol.T)
         self._inv_chol_t = tf.constant(np.linalg.inv(self.chol).T)
-        self._log_det = float(np.sum(np.log(np.diag(self.chol))))
+        self._log_det = tf.constant(float(np.sum(np.log(np.diag(self.chol)))), tf.float64)
 
     @classmethod
     def fit(cls, y, weights, names):
@@ -265,15 +340,32 @@ class Whitening:
             )
         return cls(mean, chol)
 
+    @property
+    def tensors(self):
+        """``(mean, L^T, L^{-T}, log|L|)``, the argument of :func:`whiten`/:func:`unwhiten`."""
+        return (self._mean, self._chol_t, self._inv_chol_t, self._log_det)
+
     def forward(self, y):
         """Returns ``(z, log|dz/dy|)``."""
-        z = tf.matmul(y - self._mean, self._inv_chol_t)
-        return z, tf.fill(tf.shape(z)[:1], tf.constant(-self._log_det, tf.float64))
+        return whiten(self.tensors, y)
 
     def inverse(self, z):
         """Returns ``(y, log|dy/dz|)``."""
-        y = tf.matmul(z, self._chol_t) + self._mean
-        return y, tf.fill(tf.shape(y)[:1], tf.constant(self._log_det, tf.float64))
+        return unwhiten(self.tensors, z)
+
+
+def whiten(tensors, y):
+    """:meth:`Whitening.forward` as a pure function of its tensors."""
+    mean, _, inv_chol_t, log_det = tensors
+    z = tf.matmul(y - mean, inv_chol_t)
+    return z, tf.fill(tf.shape(z)[:1], -log_det)
+
+
+def unwhiten(tensors, z):
+    """:meth:`Whitening.inverse` as a pure function of its tensors."""
+    mean, chol_t, _, log_det = tensors
+    y = tf.matmul(z, chol_t) + mean
+    return y, tf.fill(tf.shape(y)[:1], log_det)
 
 
 class Preprocessor:
@@ -296,17 +388,22 @@ class Preprocessor:
         y, _ = box.forward(theta)
         return cls(box, Whitening.fit(y.numpy(), weights, params))
 
+    @property
+    def kind(self):
+        return self.box.kind
+
+    @property
+    def tensors(self):
+        """Every number of the map, as tensors: the argument of :func:`preprocess`/:func:`postprocess`."""
+        return (self.box.tensors, self.whitening.tensors)
+
     def forward(self, theta):
         """``theta → z``; returns ``(z, log|dz/dtheta|)``."""
-        y, ld1 = self.box.forward(theta)
-        z, ld2 = self.whitening.forward(y)
-        return z, ld1 + ld2
+        return preprocess(self.kind, self.tensors, theta)
 
     def inverse(self, z):
         """``z → theta``; returns ``(theta, log|dtheta/dz|)``."""
-        y, ld2 = self.whitening.inverse(z)
-        x, ld1 = self.box.inverse(y)
-        return x, ld1 + ld2
+        return postprocess(self.kind, self.tensors, z)
 
     def state(self):
         """Plain arrays and strings that :meth:`from_state` rebuilds from."""
@@ -318,3 +415,19 @@ class Preprocessor:
     @classmethod
     def from_state(cls, arrays, config):
         return cls(BoxTransform(arrays["bounds"], config["kind"]), Whitening(arrays["mean"], arrays["chol"]))
+
+
+def preprocess(kind, tensors, theta):
+    """:meth:`Preprocessor.forward` as a pure function of its tensors."""
+    box, white = tensors
+    y, ld1 = box_forward(kind, box, theta)
+    z, ld2 = whiten(white, y)
+    return z, ld1 + ld2
+
+
+def postprocess(kind, tensors, z):
+    """:meth:`Preprocessor.inverse` as a pure function of its tensors."""
+    box, white = tensors
+    y, ld2 = unwhiten(white, z)
+    x, ld1 = box_inverse(kind, box, y)
+    return x, ld1 + ld2

@@ -90,19 +90,46 @@ def _trained_small_flow(x, **kw):
     return flow
 
 
-def test_fused_density_is_the_tfp_chain(box_data):
-    """The one-pass density used for training and log_prob equals TFP's TransformedDistribution."""
+def test_fused_functions_are_the_tfp_chain(box_data):
+    """The fused density, inverse and forward (sampling) equal TFP's chain of MAF bijectors."""
     import tensorflow as tf
 
     x, bounds = box_data
     flow = _trained_small_flow(x, bounds=bounds)
+    graph, model = flow._graph, flow._model_args()
     z = flow._pre.forward(x[:300])[0].numpy().astype(np.float32)
-    fused = flow._z_log_prob(tf.constant(z)).numpy()
+    fused = graph.log_prob(*model, tf.constant(z)).numpy()
     assert np.ptp(fused) > 1  # a trained, non-Gaussian flow
     tfp_chain = flow._flow.log_prob(tf.constant(z)).numpy()
     np.testing.assert_allclose(fused, tfp_chain, rtol=1e-5, atol=1e-5)
-    eps = flow._base_from_z(tf.constant(z)).numpy()
+    eps = graph.inverse(*model, tf.constant(z))[0].numpy()
     np.testing.assert_allclose(eps, flow._bijector.inverse(tf.constant(z)).numpy(), atol=1e-5)
+    # the sampling direction, on fresh tensors (TFP caches results by input object)
+    eps = np.random.default_rng(2).normal(size=(300, 2)).astype(np.float32)
+    fused_z = graph.forward(*model, tf.constant(eps)).numpy()
+    np.testing.assert_allclose(fused_z, flow._bijector.forward(tf.constant(eps)).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(graph.inverse(*model, tf.constant(fused_z))[0].numpy(), eps, atol=1e-4)
+
+
+def test_programs_shared_by_architecture(box_data):
+    """Flows of one architecture share the compiled maps: a second flow traces nothing, and
+    every batch size runs the one trace (compiled per power-of-two block)."""
+    from margflow.estimator import _programs
+
+    x, bounds = box_data
+    first = mf.MAF(x, bounds=bounds, n_layers=2, hidden=(9, 9), seed=1)
+    first.log_prob(x[:5])
+    programs = _programs(first._graph, "probit", first._dtype)
+    before = {name: p.tracing_count() for name, p in programs.items()}
+    second = mf.MAF(x[::-1], bounds=bounds, n_layers=2, hidden=(9, 9), seed=2)
+    for n in (0, 1, 7, 1000):
+        second.log_prob(x[:n])
+        second.sample(n, seed=1)
+        second.transform(np.full((n, 2), 0.25))
+        second.inverse_transform(x[:n])
+    after = {name: p.tracing_count() for name, p in programs.items()}
+    assert after == {name: 1 for name in programs}, (before, after)
+    assert not np.array_equal(first.log_prob(x[:5]), second.log_prob(x[:5]))
 
 
 def test_made_matches_tfp_autoregressive_network():

@@ -18,13 +18,15 @@ class FlowEstimator(DensityEstimator):
 
     Subclasses build, in ``_build(config)``:
 
-    - ``self._graph``: an object whose ``log_prob(variables, consts, z)`` is a
-      pure TensorFlow function of the weights (shared by every flow of that
-      architecture, so its traced graphs are reused);
+    - ``self._graph``: the model as pure TensorFlow functions of its weights,
+      ``log_prob(variables, consts, z)``, ``forward(variables, consts, eps)``
+      (base → z) and ``inverse(variables, consts, z)`` (z → base, log-det);
+      one object per architecture, so the programs traced from it are shared
+      by every flow with that architecture (see :class:`DensityEstimator`);
     - ``self._variables`` (trainable, float32) and ``self._consts`` (fixed
       tensors such as permutations);
     - ``self._bijector``: the same model as a TFP bijector from the base to z,
-      used for sampling and ``transform``;
+      the reference the fused functions are tested against;
 
     and report their configuration in ``self.config``. Training goes through
     the shared loop, :func:`margflow.flows.train.train`.
@@ -37,15 +39,8 @@ class FlowEstimator(DensityEstimator):
         base = tfd.MultivariateNormalDiag(loc=tf.zeros(d, self._dtype), scale_diag=tf.ones(d, self._dtype))
         self._flow = tfd.TransformedDistribution(base, self._bijector)
 
-    def _z_log_prob(self, z):
-        lp = self._graph.log_prob(self._variables, self._consts, tf.cast(z, self._dtype))
-        return tf.cast(lp, tf.float64)
-
-    def _z_from_base(self, eps):
-        return tf.cast(self._bijector.forward(tf.cast(eps, self._dtype)), tf.float64)
-
-    def _base_from_z(self, z):
-        return tf.cast(self._bijector.inverse(tf.cast(z, self._dtype)), tf.float64)
+    def _model_args(self):
+        return (self._variables, self._consts)
 
     def _training_data(self):
         """Training rows in z-space and their weights (zero-weight rows left out)."""
