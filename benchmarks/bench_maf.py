@@ -50,14 +50,28 @@ def run_margflow(x, xt, logp, seed=0):
     hist, t_fit = timed(lambda: flow.fit(progress=False))
     k = kl(logp, flow.log_prob(xt))
     xs = np.concatenate([xt] * (N_SPEED // len(xt)))
-    flow.log_prob(xs[:10])
+    # warm calls of the full size: the first call at a new size compiles (once
+    # per architecture and block size, about a second each)
+    _, t_first = timed(lambda: flow.log_prob(xs))
     _, t_lp = timed(lambda: flow.log_prob(xs))
-    flow.sample(10, seed=0)
+    flow.sample(N_SPEED, seed=0)
     _, t_s = timed(lambda: flow.sample(N_SPEED, seed=1))
     one = xt[:1]
     flow.log_prob(one)
     _, t_one = timed(lambda: [flow.log_prob(one) for _ in range(200)])
-    return {"kl": k, "fit": t_fit, "epochs": hist.epochs, "lp_s": t_lp, "sample_s": t_s, "one_ms": t_one / 200 * 1e3}
+    u = np.full((1, x.shape[1]), 0.3)
+    flow.transform(u)
+    _, t_one_u = timed(lambda: [flow.transform(u) for _ in range(200)])
+    return {
+        "kl": k,
+        "fit": t_fit,
+        "epochs": hist.epochs,
+        "lp_s": t_lp,
+        "sample_s": t_s,
+        "one_ms": t_one / 200 * 1e3,
+        "one_transform_ms": t_one_u / 200 * 1e3,
+        "lp_first_s": t_first,
+    }
 
 
 def run_margarine(x, xt, logp):
@@ -68,9 +82,9 @@ def run_margarine(x, xt, logp):
     lq = np.asarray(m.log_prob(xt.astype(np.float32)), dtype=np.float64)
     k = kl(logp, lq)
     xs = np.concatenate([xt] * (N_SPEED // len(xt))).astype(np.float32)
-    m.log_prob(xs[:10])
+    m.log_prob(xs)
     _, t_lp = timed(lambda: np.asarray(m.log_prob(xs)))
-    m.sample(10)
+    m.sample(N_SPEED)
     _, t_s = timed(lambda: np.asarray(m.sample(N_SPEED)))
     return {"kl": k, "fit": t_fit, "epochs": len(m.loss_history), "lp_s": t_lp, "sample_s": t_s}
 
@@ -130,7 +144,7 @@ def write(rows, path):
         f"Run {datetime.date.today()} on {machine()}, both in one process, one after the other per target.",
         f"{N_TRAIN:,} training samples per target; KL(p||q) on {N_TEST:,} fresh exact samples (± standard error);",
         "margarine's log_prob is NaN outside the range it guessed from the samples: its KL is over the finite",
-        f"points only and the count of non-finite ones is given. Throughput on {N_SPEED:,} points.",
+        f"points only and the count of non-finite ones is given. Throughput on {N_SPEED:,} points, after one warm call of that size.",
         "",
         "| target | margflow KL | margarine KL (finite pts) | non-finite (margarine) | KL ratio | margflow fit s (epochs) "
         "| margarine fit s (epochs) | fit-time ratio | log_prob 1e5 s (mf / mg) | sample 1e5 s (mf / mg) |",
@@ -148,7 +162,15 @@ def write(rows, path):
             f"| {a['kl'][0] / b['kl'][0]:.2f} | {a['fit']:.1f} ({a['epochs']:.0f}) | {b['fit']:.1f} ({b['epochs']:.0f}) "
             f"| {a['fit'] / b['fit']:.2f} | {a['lp_s']:.3f} / {b['lp_s']:.3f} | {a['sample_s']:.3f} / {b['sample_s']:.3f} |"
         )
-    lines += ["", "margflow log_prob on one point: " + ", ".join(f"{n}: {a['one_ms']:.2f} ms" for n, a, *_ in rows), ""]
+    lines += [
+        "",
+        "margflow on one point, log_prob / transform: "
+        + ", ".join(f"{n}: {a['one_ms']:.2f} / {a['one_transform_ms']:.2f} ms" for n, a, *_ in rows),
+        "",
+        "margflow's first log_prob call on 1e5 points, compiling included (timed above: a second call): "
+        + ", ".join(f"{n}: {a['lp_first_s']:.2f} s" for n, a, *_ in rows),
+        "",
+    ]
     if any(len(r[3]) > 1 for r in rows):
         lines += [
             f"Means over {len(rows[0][3])} repeats (± standard error over repeats). Per repeat, KL and fit s:",
