@@ -225,6 +225,8 @@ class BoxTransform:
         self._width = tf.constant(width)
         self._log_width = tf.constant(np.log(width))
         self.bounded = bool((code != _UNBOUNDED).any())
+        #: static part of the map: the kind and each column's bound type
+        self.structure = (kind, tuple(int(c) for c in code))
 
     def contains(self, x):
         """Boolean (n,) mask: the row lies inside the box (bounds included)."""
@@ -238,68 +240,89 @@ class BoxTransform:
 
     def forward(self, x):
         """Map box → R^d. Returns ``(y, log|dy/dx|)`` with shapes (n, d), (n,)."""
-        return box_forward(self.kind, self.tensors, x)
+        return box_forward(self.structure, self.tensors, x)
 
     def inverse(self, y):
         """Map R^d → box. Returns ``(x, log|dx/dy|)``; x is clipped into the box."""
-        return box_inverse(self.kind, self.tensors, y)
+        return box_inverse(self.structure, self.tensors, y)
 
 
-def box_forward(kind, tensors, x):
+def box_forward(structure, tensors, x):
     """:meth:`BoxTransform.forward` as a pure function of the box's tensors.
 
-    Compiled functions take the tensors as arguments, so one compiled program
-    serves every estimator whose box has the same ``kind`` and dimension.
+    ``structure`` is :attr:`BoxTransform.structure`: the static part (kind and
+    which bound types occur), so only the maps in use are built. Compiled
+    functions take the tensors as arguments, so one compiled program serves
+    every estimator whose box has the same structure.
     """
     x = tf.convert_to_tensor(x, tf.float64)
+    kind, codes = structure
     code, lo, hi, width, log_width = tensors
-    # two-sided: distances to either bound as fractions of the range, kept
-    # separately so that points next to the upper bound keep their precision
-    f_lo = tf.clip_by_value((x - lo) / width, _TINY, 1.0)
-    f_hi = tf.clip_by_value((hi - x) / width, _TINY, 1.0)
-    if kind == "probit":
-        y2 = tf.where(f_lo <= f_hi, ndtri(f_lo), -ndtri(f_hi))
-        ld2 = -log_width + 0.5 * tf.square(y2) + _HALF_LOG_2PI
-    else:
-        y2 = tf.math.log(f_lo) - tf.math.log(f_hi)
-        ld2 = -log_width - tf.math.log(f_lo) - tf.math.log(f_hi)
-    s_lo = tf.maximum(x - lo, _TINY)
-    s_hi = tf.maximum(hi - x, _TINY)
-    y = tf.where(
-        code == _TWO_SIDED,
-        y2,
-        tf.where(code == _LOWER, tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), x)),
-    )
-    ld = tf.where(
-        code == _TWO_SIDED,
-        ld2,
-        tf.where(code == _LOWER, -tf.math.log(s_lo), tf.where(code == _UPPER, -tf.math.log(s_hi), tf.zeros_like(x))),
-    )
+
+    def two_sided():
+        # distances to either bound as fractions of the range, kept separately
+        # so that points next to the upper bound keep their precision
+        f_lo = tf.clip_by_value((x - lo) / width, _TINY, 1.0)
+        f_hi = tf.clip_by_value((hi - x) / width, _TINY, 1.0)
+        if kind == "probit":
+            y = tf.where(f_lo <= f_hi, ndtri(f_lo), -ndtri(f_hi))
+            return y, -log_width + 0.5 * tf.square(y) + _HALF_LOG_2PI
+        log_lo, log_hi = tf.math.log(f_lo), tf.math.log(f_hi)
+        return log_lo - log_hi, -log_width - log_lo - log_hi
+
+    def lower():
+        log_s = tf.math.log(tf.maximum(x - lo, _TINY))
+        return log_s, -log_s
+
+    def upper():
+        log_s = tf.math.log(tf.maximum(hi - x, _TINY))
+        return -log_s, -log_s
+
+    def unbounded():
+        return x, tf.zeros_like(x)
+
+    maps = {_TWO_SIDED: two_sided, _LOWER: lower, _UPPER: upper, _UNBOUNDED: unbounded}
+    y, ld = _by_code(code, codes, maps)
     return y, tf.reduce_sum(ld, axis=-1)
 
 
-def box_inverse(kind, tensors, y):
+def box_inverse(structure, tensors, y):
     """:meth:`BoxTransform.inverse` as a pure function of the box's tensors."""
     y = tf.convert_to_tensor(y, tf.float64)
+    kind, codes = structure
     code, lo, hi, width, log_width = tensors
-    if kind == "probit":
-        x2 = tf.where(y <= 0, lo + width * ndtr(y), hi - width * ndtr(-y))
-        ld2 = log_width - 0.5 * tf.square(y) - _HALF_LOG_2PI
-    else:
-        x2 = tf.where(y <= 0, lo + width * tf.math.sigmoid(y), hi - width * tf.math.sigmoid(-y))
-        ld2 = log_width + tf.math.log_sigmoid(y) + tf.math.log_sigmoid(-y)
-    x2 = tf.clip_by_value(x2, lo, hi)
-    x = tf.where(
-        code == _TWO_SIDED,
-        x2,
-        tf.where(code == _LOWER, lo + tf.exp(y), tf.where(code == _UPPER, hi - tf.exp(-y), y)),
-    )
-    ld = tf.where(
-        code == _TWO_SIDED,
-        ld2,
-        tf.where(code == _LOWER, y, tf.where(code == _UPPER, -y, tf.zeros_like(y))),
-    )
+
+    def two_sided():
+        if kind == "probit":
+            x = tf.where(y <= 0, lo + width * ndtr(y), hi - width * ndtr(-y))
+            ld = log_width - 0.5 * tf.square(y) - _HALF_LOG_2PI
+        else:
+            x = tf.where(y <= 0, lo + width * tf.math.sigmoid(y), hi - width * tf.math.sigmoid(-y))
+            ld = log_width + tf.math.log_sigmoid(y) + tf.math.log_sigmoid(-y)
+        return tf.clip_by_value(x, lo, hi), ld
+
+    def lower():
+        return lo + tf.exp(y), y
+
+    def upper():
+        return hi - tf.exp(-y), -y
+
+    def unbounded():
+        return y, tf.zeros_like(y)
+
+    maps = {_TWO_SIDED: two_sided, _LOWER: lower, _UPPER: upper, _UNBOUNDED: unbounded}
+    x, ld = _by_code(code, codes, maps)
     return x, tf.reduce_sum(ld, axis=-1)
+
+
+def _by_code(code, codes, maps):
+    """Per column, the ``(value, log-det)`` of the map for its bound type; only types in ``codes`` are built."""
+    present = sorted(set(codes))
+    value, ld = maps[present[0]]()
+    for c in present[1:]:
+        v, l_ = maps[c]()
+        value, ld = tf.where(code == c, v, value), tf.where(code == c, l_, ld)
+    return value, ld
 
 
 class Whitening:
@@ -389,8 +412,9 @@ class Preprocessor:
         return cls(box, Whitening.fit(y.numpy(), weights, params))
 
     @property
-    def kind(self):
-        return self.box.kind
+    def structure(self):
+        """Static part of the map (kind, bound type per column): hashable, a key for compiled programs."""
+        return self.box.structure
 
     @property
     def tensors(self):
@@ -399,11 +423,11 @@ class Preprocessor:
 
     def forward(self, theta):
         """``theta → z``; returns ``(z, log|dz/dtheta|)``."""
-        return preprocess(self.kind, self.tensors, theta)
+        return preprocess(self.structure, self.tensors, theta)
 
     def inverse(self, z):
         """``z → theta``; returns ``(theta, log|dtheta/dz|)``."""
-        return postprocess(self.kind, self.tensors, z)
+        return postprocess(self.structure, self.tensors, z)
 
     def state(self):
         """Plain arrays and strings that :meth:`from_state` rebuilds from."""
@@ -417,17 +441,17 @@ class Preprocessor:
         return cls(BoxTransform(arrays["bounds"], config["kind"]), Whitening(arrays["mean"], arrays["chol"]))
 
 
-def preprocess(kind, tensors, theta):
+def preprocess(structure, tensors, theta):
     """:meth:`Preprocessor.forward` as a pure function of its tensors."""
     box, white = tensors
-    y, ld1 = box_forward(kind, box, theta)
+    y, ld1 = box_forward(structure, box, theta)
     z, ld2 = whiten(white, y)
     return z, ld1 + ld2
 
 
-def postprocess(kind, tensors, z):
+def postprocess(structure, tensors, z):
     """:meth:`Preprocessor.inverse` as a pure function of its tensors."""
     box, white = tensors
     y, ld2 = unwhiten(white, z)
-    x, ld1 = box_inverse(kind, box, y)
+    x, ld1 = box_inverse(structure, box, y)
     return x, ld1 + ld2

@@ -119,7 +119,7 @@ def test_programs_shared_by_architecture(box_data):
     x, bounds = box_data
     first = mf.MAF(x, bounds=bounds, n_layers=2, hidden=(9, 9), seed=1)
     first.log_prob(x[:5])
-    programs = _programs(first._graph, "probit", first._dtype)
+    programs = _programs(first._graph, first._pre.structure, first._dtype)
     before = {name: p.tracing_count() for name, p in programs.items()}
     second = mf.MAF(x[::-1], bounds=bounds, n_layers=2, hidden=(9, 9), seed=2)
     for n in (0, 1, 7, 1000):

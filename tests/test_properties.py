@@ -111,7 +111,7 @@ def test_log_det_against_autodiff(estimator):
     with tf.GradientTape() as tape:
         tape.watch(eps)
         # the uncompiled program: XLA cannot differentiate the sampling loop
-        x = _programs(estimator._graph, estimator._pre.kind, estimator._dtype)["from_base"].plain(
+        x = _programs(estimator._graph, estimator._pre.structure, estimator._dtype)["from_base"].plain(
             *_args(estimator), eps
         )
     _, logabsdet = tf.linalg.slogdet(tape.batch_jacobian(x, eps))
@@ -158,7 +158,7 @@ def test_compiled_once(estimator):
     """log_prob is one traced function for every batch size."""
     for n in (1, 10, 1000, 10_000):
         estimator.log_prob(estimator.sample(n, seed=n))
-    assert _programs(estimator._graph, estimator._pre.kind, estimator._dtype)["log_prob"].tracing_count() == 1
+    assert _programs(estimator._graph, estimator._pre.structure, estimator._dtype)["log_prob"].tracing_count() == 1
 
 
 def test_batches_equal_rows(estimator):
