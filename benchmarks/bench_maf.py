@@ -43,6 +43,12 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
+def per_call(fn, calls=200, rounds=7):
+    """Seconds per call: the median over rounds of ``calls`` calls (a shared machine has hiccups)."""
+    fn()
+    return float(np.median([timed(lambda: [fn() for _ in range(calls)])[1] / calls for _ in range(rounds)]))
+
+
 def run_margflow(x, xt, logp, seed=0):
     import margflow as mf
 
@@ -57,19 +63,16 @@ def run_margflow(x, xt, logp, seed=0):
     flow.sample(N_SPEED, seed=0)
     _, t_s = timed(lambda: flow.sample(N_SPEED, seed=1))
     one = xt[:1]
-    flow.log_prob(one)
-    _, t_one = timed(lambda: [flow.log_prob(one) for _ in range(200)])
     u = np.full((1, x.shape[1]), 0.3)
-    flow.transform(u)
-    _, t_one_u = timed(lambda: [flow.transform(u) for _ in range(200)])
+    t_one, t_one_u = per_call(lambda: flow.log_prob(one)), per_call(lambda: flow.transform(u))
     return {
         "kl": k,
         "fit": t_fit,
         "epochs": hist.epochs,
         "lp_s": t_lp,
         "sample_s": t_s,
-        "one_ms": t_one / 200 * 1e3,
-        "one_transform_ms": t_one_u / 200 * 1e3,
+        "one_ms": t_one * 1e3,
+        "one_transform_ms": t_one_u * 1e3,
         "lp_first_s": t_first,
     }
 
@@ -164,7 +167,7 @@ def write(rows, path):
         )
     lines += [
         "",
-        "margflow on one point, log_prob / transform: "
+        "margflow on one point (median of 7 rounds of 200 calls), log_prob / transform: "
         + ", ".join(f"{n}: {a['one_ms']:.2f} / {a['one_transform_ms']:.2f} ms" for n, a, *_ in rows),
         "",
         "margflow's first log_prob call on 1e5 points, compiling included (timed above: a second call): "
