@@ -168,11 +168,13 @@ class DensityEstimator:
         """``(variables, consts)`` of the functions of ``self._graph``."""
         raise NotImplementedError
 
+    # -- compiled maps ----------------------------------------------------------
     def _run(self, name, x, pad):
         """Apply program ``name`` to the float64 rows ``x``, block by block.
 
-        Blocks are padded to a power of two rows with ``pad`` (a row valid for
-        the map) so the compiled program sees few distinct shapes.
+        Each block is padded to a power of two rows with copies of its first
+        row, so the compiled program sees few distinct shapes; an empty input
+        runs one ``pad`` row (a row valid for the map) and returns none.
         """
         program = _programs(self._graph, self._pre.structure, self._dtype)[name]
         args = (self._model_args(), self._pre.tensors, self._support)
