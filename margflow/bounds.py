@@ -218,7 +218,6 @@ class BoxTransform:
         lo, hi = self.bounds[:, 0], self.bounds[:, 1]
         has_lo, has_hi = np.isfinite(lo), np.isfinite(hi)
         code = np.where(has_lo & has_hi, _TWO_SIDED, np.where(has_lo, _LOWER, np.where(has_hi, _UPPER, _UNBOUNDED)))
-        self._code = tf.constant(code, tf.int32)
         self._lo = tf.constant(np.where(has_lo, lo, 0.0))
         self._hi = tf.constant(np.where(has_hi, hi, 1.0))
         width = np.where(has_lo & has_hi, hi - lo, 1.0)
@@ -236,7 +235,7 @@ class BoxTransform:
     @property
     def tensors(self):
         """The box as a tuple of tensors, the argument of :func:`box_forward`/:func:`box_inverse`."""
-        return (self._code, self._lo, self._hi, self._width, self._log_width)
+        return (self._lo, self._hi, self._width, self._log_width)
 
     def forward(self, x):
         """Map box → R^d. Returns ``(y, log|dy/dx|)`` with shapes (n, d), (n,)."""
@@ -257,7 +256,7 @@ def box_forward(structure, tensors, x):
     """
     x = tf.convert_to_tensor(x, tf.float64)
     kind, codes = structure
-    code, lo, hi, width, log_width = tensors
+    lo, hi, width, log_width = tensors
 
     def two_sided():
         # distances to either bound as fractions of the range, kept separately
@@ -278,19 +277,14 @@ def box_forward(structure, tensors, x):
         log_s = tf.math.log(tf.maximum(hi - x, _TINY))
         return -log_s, -log_s
 
-    def unbounded():
-        return x, tf.zeros_like(x)
-
-    maps = {_TWO_SIDED: two_sided, _LOWER: lower, _UPPER: upper, _UNBOUNDED: unbounded}
-    y, ld = _by_code(code, codes, maps)
-    return y, tf.reduce_sum(ld, axis=-1)
+    return _by_code(codes, x, two_sided, lower, upper)
 
 
 def box_inverse(structure, tensors, y):
     """:meth:`BoxTransform.inverse` as a pure function of the box's tensors."""
     y = tf.convert_to_tensor(y, tf.float64)
     kind, codes = structure
-    code, lo, hi, width, log_width = tensors
+    lo, hi, width, log_width = tensors
 
     def two_sided():
         if kind == "probit":
@@ -307,22 +301,24 @@ def box_inverse(structure, tensors, y):
     def upper():
         return hi - tf.exp(-y), -y
 
-    def unbounded():
-        return y, tf.zeros_like(y)
-
-    maps = {_TWO_SIDED: two_sided, _LOWER: lower, _UPPER: upper, _UNBOUNDED: unbounded}
-    x, ld = _by_code(code, codes, maps)
-    return x, tf.reduce_sum(ld, axis=-1)
+    return _by_code(codes, y, two_sided, lower, upper)
 
 
-def _by_code(code, codes, maps):
-    """Per column, the ``(value, log-det)`` of the map for its bound type; only types in ``codes`` are built."""
+def _by_code(codes, x, two_sided, lower, upper):
+    """Apply to each column the map of its bound type (unbounded: identity).
+
+    Each map is a function returning ``(value, log|det|)`` for every column;
+    only the types in ``codes`` are built. Returns the values and the log-dets
+    summed over columns.
+    """
+    maps = {_TWO_SIDED: two_sided, _LOWER: lower, _UPPER: upper, _UNBOUNDED: lambda: (x, tf.zeros_like(x))}
     present = sorted(set(codes))
     value, ld = maps[present[0]]()
+    code = tf.constant(codes, tf.int32)
     for c in present[1:]:
         v, l_ = maps[c]()
         value, ld = tf.where(code == c, v, value), tf.where(code == c, l_, ld)
-    return value, ld
+    return value, tf.reduce_sum(ld, axis=-1)
 
 
 class Whitening:
