@@ -32,6 +32,7 @@ from functools import lru_cache
 import numpy as np
 import tensorflow as tf
 
+from margflow import _xla
 from margflow.bounds import _TINY, Preprocessor, ndtr, ndtri, postprocess, preprocess
 from margflow.data import SampleData, load_samples
 
@@ -71,8 +72,8 @@ class _Program:
     def __call__(self, args, x):
         try:
             return self._get(args, x.shape[1])(*args, x)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError) as exc:
-            if not self.jit or ("XLA" not in str(exc) and "jit" not in str(exc).lower()):
+        except _xla.ERRORS as exc:
+            if not self.jit or not _xla.is_compile_failure(exc):
                 raise
             warnings.warn(
                 f"XLA compilation of {self.name} failed ({type(exc).__name__}); running it uncompiled", stacklevel=4
@@ -116,9 +117,8 @@ def _programs(graph, structure, dtype):
         eps, _ = graph.inverse(*model, tf.cast(preprocess(structure, pre, x)[0], dtype))
         return ndtr(tf.cast(eps, f64))
 
-    fns = {"log_prob": log_prob, "from_base": from_base, "transform": transform}
-    fns["inverse_transform"] = inverse_transform
-    return {name: _Program(fn, name) for name, fn in fns.items()}
+    fns = (log_prob, from_base, transform, inverse_transform)
+    return {fn.__name__: _Program(fn, fn.__name__) for fn in fns}
 
 
 class DensityEstimator:

@@ -23,6 +23,8 @@ from functools import cache, lru_cache
 import numpy as np
 import tensorflow as tf
 
+from margflow import _xla
+
 __all__ = ["History", "TrainingDivergedError", "train", "split_indices", "weighted_nll"]
 
 
@@ -237,8 +239,8 @@ def train(
             perm = tf.constant(rng.permutation(len(x_train)), tf.int32)
             try:
                 out = run_epoch(*state, consts, *data, perm)
-            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.NotFoundError) as exc:
-                if epoch > 0 or ("XLA" not in str(exc) and "jit" not in str(exc).lower()):
+            except _xla.ERRORS as exc:
+                if epoch > 0 or not _xla.is_compile_failure(exc):
                     raise
                 # this TensorFlow build cannot XLA-compile the step: run it as a plain graph
                 warnings.warn(f"XLA compilation failed ({type(exc).__name__}); training without it", stacklevel=3)
