@@ -147,8 +147,7 @@ class _MAFGraph:
         """Layer ``i``'s network as TFP's ``shift_and_log_scale_fn``."""
 
         def fn(y):
-            start = i * self.made.size
-            return self._shift_log_scale(self.made.split(flat[start : start + self.made.size]), y)
+            return self._shift_log_scale(self._layer_weights(flat)[i], y)
 
         return fn
 
