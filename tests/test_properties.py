@@ -166,14 +166,16 @@ def test_batches_equal_rows(estimator):
 
     The network runs in float32, and XLA's kernels for 1 and 64 rows round
     differently: agreement is to float32 precision (eps 1.2e-7) grown through
-    the layers, not bit for bit.
+    the layers, not bit for bit. The rounding is relative to the scale of the
+    network's values (the standardised columns), so the absolute tolerance of
+    ``transform`` scales with each column's spread.
     """
     x = estimator.sample(37, seed=8)
     rows = np.concatenate([estimator.log_prob(r) for r in x])
     np.testing.assert_allclose(estimator.log_prob(x), rows, rtol=1e-5, atol=1e-5)
     u = np.random.default_rng(3).uniform(size=(37, estimator.dim))
     rows = np.concatenate([estimator.transform(r) for r in u])
-    np.testing.assert_allclose(estimator.transform(u), rows, rtol=2e-5, atol=1e-9)
+    np.testing.assert_allclose(estimator.transform(u), rows, rtol=2e-5, atol=2e-5 * x.std(axis=0).min())
 
 
 def _args(estimator):

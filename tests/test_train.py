@@ -139,3 +139,30 @@ def test_split_is_seeded_and_disjoint():
 def test_history_round_trip():
     h = History(loss=[1.0, 0.5], val_loss=[1.1, 0.6], learning_rate=[1e-3, 1e-3], best_epoch=1, best_val_loss=0.6)
     assert History.from_dict(h.to_dict()) == h and h.epochs == 2
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_moving_average_of_the_weights_is_what_is_kept(ema_decay):
+    """One Adam step moves p from 0 by the learning rate; the kept weights are the average.
+
+    Adam's first step is ``lr * g / (|g| + eps)``, so with one full batch the
+    raw weight is ``lr`` (to 1e-7 relative) and the average ``(1 - decay) * lr``.
+    """
+    p = tf.Variable([0.0])
+    x, lr = np.ones((50, 1)), 0.1
+    hist = train(
+        _quadratic,
+        [p],
+        x,
+        np.ones(50),
+        epochs=1,
+        batch_size=50,
+        learning_rate=lr,
+        validation_fraction=0.0,
+        ema_decay=ema_decay,
+        progress=False,
+    )
+    expected = (1 - ema_decay) * lr
+    assert p.numpy()[0] == pytest.approx(expected, rel=1e-5)
+    # with no held-out rows the averaged weights are judged on the training rows
+    assert hist.best_val_loss == pytest.approx((1 - expected) ** 2 if ema_decay else 1.0, rel=1e-5)

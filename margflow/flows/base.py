@@ -51,12 +51,13 @@ class FlowEstimator(DensityEstimator):
     def fit(
         self,
         epochs=1000,
-        batch_size=1024,
+        batch_size=256,
         learning_rate=3e-3,
         patience=50,
         validation_fraction=0.2,
         *,
         clip_norm=10.0,
+        ema_decay=0.99,
         seed=None,
         progress=True,
     ):
@@ -74,6 +75,10 @@ class FlowEstimator(DensityEstimator):
             See :func:`margflow.flows.train.train`.
         clip_norm : float
             Gradient clipping.
+        ema_decay : float
+            Validate, stop on and keep an exponential moving average of the
+            weights with this per-step decay; 0 keeps the raw weights. See
+            :func:`margflow.flows.train.train`.
         seed : int, optional
             Seeds the validation split and shuffling; default the estimator's seed.
         progress : bool
@@ -92,6 +97,7 @@ class FlowEstimator(DensityEstimator):
             "patience": patience,
             "validation_fraction": validation_fraction,
             "clip_norm": clip_norm,
+            "ema_decay": ema_decay,
             "seed": seed,
         }
         self.history = train(
@@ -106,6 +112,7 @@ class FlowEstimator(DensityEstimator):
             patience=patience,
             validation_fraction=validation_fraction,
             clip_norm=clip_norm,
+            ema_decay=ema_decay,
             seed=seed,
             progress=progress,
             dtype=self._dtype,
