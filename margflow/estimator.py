@@ -139,6 +139,8 @@ class DensityEstimator:
     registry: dict = {}
 
     _dtype = tf.float64
+    #: most rows per compiled call (a subclass may lower it to bound memory)
+    _block = _BLOCK
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -182,8 +184,8 @@ class DensityEstimator:
         if n == 0:
             x = np.asarray(pad, np.float64)[None, :]
         out = []
-        for i in range(0, len(x), _BLOCK):
-            block = x[i : i + _BLOCK]
+        for i in range(0, len(x), self._block):
+            block = x[i : i + self._block]
             m = len(block)
             size = 1 << (m - 1).bit_length()
             if size > m:

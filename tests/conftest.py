@@ -48,7 +48,19 @@ def _maf(sample_fn, transform="probit"):
     return make
 
 
+def _kde(sample_fn, transform="probit"):
+    def make():
+        x, bounds = sample_fn()
+        w = np.random.default_rng(5).uniform(0.2, 1.0, len(x))
+        return mf.KDE(x, bounds=bounds, weights=w, transform=transform, seed=3)
+
+    return make
+
+
 ESTIMATOR_CASES = {
+    "kde-unbounded": _kde(_unbounded_samples),
+    "kde-box-probit": _kde(_box_samples),
+    "kde-mixed-logit": _kde(_mixed_samples, "logit"),
     "maf-unbounded": _maf(_unbounded_samples),
     "maf-box-probit": _maf(_box_samples),
     "maf-mixed-logit": _maf(_mixed_samples, "logit"),
