@@ -252,27 +252,41 @@ class _KDEGraph:
 
 
 def _mixture_cdf(pi, mu, h, t, sign):
-    """``Σ π Φ(σ (t - μ)/h)`` and its derivative in ``t`` (rows of ``pi``; ``t``, ``sign`` per row)."""
+    """``H = Σ π Φ(σ (t - μ)/h)`` and its first two derivatives in ``t`` (``t``, ``σ`` per row)."""
     x = sign[:, None] * (t[:, None] - mu[None, :]) / h
+    phi = pi * tf.exp(-0.5 * x * x)
     cdf = tf.reduce_sum(pi * ndtr(x), axis=1)
-    pdf = tf.reduce_sum(pi * tf.exp(-0.5 * x * x), axis=1) / (h * math.sqrt(2.0 * math.pi))
-    return cdf, sign * pdf
+    norm = 1.0 / (h * math.sqrt(2.0 * math.pi))
+    slope = sign * tf.reduce_sum(phi, axis=1) * norm
+    curvature = -tf.reduce_sum(phi * x, axis=1) * norm / h
+    return cdf, slope, curvature
 
 
-def _newton(pi, mu, h, target, sign, t, lo, hi, tol, max_iter, log_space):
-    """Safeguarded Newton for ``H(t) = target`` (``H`` monotone, bracketed by ``[lo, hi]``)."""
+def _newton(pi, mu, h, target, sign, t, lo, hi, tol, max_iter):
+    """Safeguarded Halley iterations on ``log H(t) = log target`` (``H`` monotone, bracketed by ``[lo, hi]``).
+
+    In log space the tails of ``H`` are nearly parabolic, so the iterations
+    converge in a few steps where plain Newton on ``H`` overshoots into
+    bisections; Halley's correction (third order) needs no further special
+    function. Steps that leave the bracket become bisections.
+    """
+    tiny = np.finfo(t.dtype.as_numpy_dtype).tiny
+    log_target = tf.math.log(target)
 
     def body(i, t, lo, hi, done):
-        cdf, slope = _mixture_cdf(pi, mu, h, t, sign)
+        cdf, slope, curvature = _mixture_cdf(pi, mu, h, t, sign)
         below = cdf < target
         # H increases with t when sign > 0
         grows = sign > 0
         lo = tf.where(below == grows, t, lo)
         hi = tf.where(below == grows, hi, t)
-        if log_space:
-            step = (tf.math.log(tf.maximum(cdf, 1e-300)) - tf.math.log(target)) * cdf / slope
-        else:
-            step = (cdf - target) / slope
+        # g = log H - log target, g' = H'/H, g'' = H''/H - g'^2
+        g = tf.math.log(tf.maximum(cdf, tiny)) - log_target
+        g1 = slope / cdf
+        g2 = curvature / cdf - g1 * g1
+        newton = g / g1
+        denom = 1.0 - 0.5 * newton * g2 / g1
+        step = tf.where(denom > 0.5, newton / denom, newton)
         new = t - step
         # a step leaving the bracket becomes a bisection; rows already solved stay
         bad = ~tf.math.is_finite(new) | (new < lo) | (new > hi)
@@ -307,7 +321,7 @@ def _solve(log_pi, pi, mu, h, eps, mu64, h64, log_pi64):
     t0 = tf.clip_by_value(t0, lo, hi)
     # stop once a step is below 1e-3 h: Newton converges quadratically, so the
     # iterate is then float32-exact (round trips agree to ~2e-7 in u)
-    t = tf.stop_gradient(_newton(pi, mu, h, target, sign, t0, lo, hi, 1e-3, 60, log_space=False))
+    t = tf.stop_gradient(_newton(pi, mu, h, target, sign, t0, lo, hi, 1e-2, 60))
     t = tf.cast(t, tf.float64)
 
     # coordinates far in a tail: float64, in log space, from the float32 answer
@@ -321,7 +335,7 @@ def _solve(log_pi, pi, mu, h, eps, mu64, h64, log_pi64):
         lo64 = tf.reduce_min(mu64) + shift64 - h64
         hi64 = tf.reduce_max(mu64) + shift64 + h64
         start = tf.clip_by_value(t, lo64, hi64)
-        t64 = _newton(pi64, mu64, h64, target64, sign64, start, lo64, hi64, 1e-12, 200, log_space=True)
+        t64 = _newton(pi64, mu64, h64, target64, sign64, start, lo64, hi64, 1e-12, 200)
         return tf.where(far, tf.stop_gradient(t64), t)
 
     t = tf.cond(tf.reduce_any(far), refine, lambda: t)
