@@ -18,11 +18,13 @@ from margflow.estimator import DensityEstimator  # noqa: E402
 from margflow.flows import MAF, History, TrainingDivergedError  # noqa: E402
 from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
+from margflow.piecewise import PiecewiseMAF  # noqa: E402
 
 __all__ = [
     "__version__",
     "MAF",
     "KDE",
+    "PiecewiseMAF",
     "DensityEstimator",
     "History",
     "TrainingDivergedError",

@@ -38,6 +38,10 @@ class SampleData:
         The evidence of a nested-sampling run, when the input carried one.
     source : object or None
         The anesthetic samples the data came from (kept in memory, not saved).
+    kept : ndarray of bool or None
+        One entry per input row: True where the row was kept (rows with a
+        non-finite value are dropped), so per-row inputs such as cluster
+        labels can follow them; None after loading a model file.
     """
 
     theta: np.ndarray
@@ -46,6 +50,7 @@ class SampleData:
     bounds: np.ndarray
     logZ: float | None = None
     source: object = None
+    kept: np.ndarray | None = None
 
     @property
     def ess(self):
@@ -178,7 +183,7 @@ def load_samples(samples, params=None, weights=None, bounds=None):
             "samples lie outside the given bounds (" + "; ".join(parts) + "); "
             "check the bounds are the prior's, or pass bounds=None"
         )
-    return SampleData(theta=theta, weights=weights, params=params, bounds=box, logZ=logZ, source=source)
+    return SampleData(theta=theta, weights=weights, params=params, bounds=box, logZ=logZ, source=source, kept=finite)
 
 
 def _select(values, names, params):

@@ -57,7 +57,29 @@ def _kde(sample_fn, transform="probit"):
     return make
 
 
+def _two_mode_samples(n=3000, seed=4):
+    """Two separated modes in a box with one open side: a case for the piecewise mixture."""
+    rng = np.random.default_rng(seed)
+    m = rng.uniform(size=n) < 0.35
+    a = np.where(m, rng.normal(-2.0, 0.4, n), rng.normal(1.5, 0.5, n))
+    b = np.where(m, 2.5 + rng.gamma(3.0, 0.3, n), 2.5 + rng.gamma(6.0, 0.4, n))
+    x = np.column_stack([np.clip(a, -4.99, 4.99), b])
+    return x, np.array([[-5.0, 5.0], [2.5, INF]])
+
+
+def _piecewise(sample_fn):
+    def make():
+        x, bounds = sample_fn()
+        w = np.random.default_rng(5).uniform(0.2, 1.0, len(x))
+        est = mf.PiecewiseMAF(x, bounds=bounds, weights=w, n_clusters=2, seed=3, **SMALL)
+        est.fit(**FIT)
+        return est
+
+    return make
+
+
 ESTIMATOR_CASES = {
+    "piecewise-two-modes": _piecewise(_two_mode_samples),
     "kde-unbounded": _kde(_unbounded_samples),
     "kde-box-probit": _kde(_box_samples),
     "kde-mixed-logit": _kde(_mixed_samples, "logit"),

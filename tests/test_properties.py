@@ -105,20 +105,24 @@ def test_transform_of_uniform_is_distributed_as_the_estimator(estimator):
     assert abs(a.mean() - b.mean()) < 4 * se
 
 
+def _parts(estimator):
+    """The estimator, or the member flows of a mixture: the parts that run compiled programs."""
+    return getattr(estimator, "members", [estimator])
+
+
 def test_log_det_against_autodiff(estimator):
-    """log_prob(x) = log N(eps) - log|det dx/deps| with the Jacobian from tf autodiff."""
-    eps = tf.constant(np.random.default_rng(6).normal(size=(64, estimator.dim)))
-    with tf.GradientTape() as tape:
-        tape.watch(eps)
-        # the uncompiled program: XLA cannot differentiate the sampling loop
-        x = _programs(estimator._graph, estimator._pre.structure, estimator._dtype)["from_base"].plain(
-            *_args(estimator), eps
-        )
-    _, logabsdet = tf.linalg.slogdet(tape.batch_jacobian(x, eps))
-    expected = norm.logpdf(eps.numpy()).sum(axis=1) - logabsdet.numpy()
-    got = estimator.log_prob(x.numpy())
-    # the network runs in float32: log-densities agree to ~1e-4 of their size
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-3)
+    """log_prob(x) = log N(eps) - log|det dx/deps| with the Jacobian from tf autodiff (per member of a mixture)."""
+    for part in _parts(estimator):
+        eps = tf.constant(np.random.default_rng(6).normal(size=(64, part.dim)))
+        with tf.GradientTape() as tape:
+            tape.watch(eps)
+            # the uncompiled program: XLA cannot differentiate the sampling loop
+            x = _programs(part._graph, part._pre.structure, part._dtype)["from_base"].plain(*_args(part), eps)
+        _, logabsdet = tf.linalg.slogdet(tape.batch_jacobian(x, eps))
+        expected = norm.logpdf(eps.numpy()).sum(axis=1) - logabsdet.numpy()
+        got = part.log_prob(x.numpy())
+        # the network runs in float32: log-densities agree to ~1e-4 of their size
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-3)
 
 
 def test_normalised(estimator):
@@ -158,7 +162,8 @@ def test_compiled_once(estimator):
     """log_prob is one traced function for every batch size."""
     for n in (1, 10, 1000, 10_000):
         estimator.log_prob(estimator.sample(n, seed=n))
-    assert _programs(estimator._graph, estimator._pre.structure, estimator._dtype)["log_prob"].tracing_count() == 1
+    for part in _parts(estimator):
+        assert _programs(part._graph, part._pre.structure, part._dtype)["log_prob"].tracing_count() == 1
 
 
 def test_batches_equal_rows(estimator):

@@ -1,0 +1,360 @@
+"""Piecewise (k-means clustered) mixture of masked autoregressive flows."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from margflow.bounds import Preprocessor
+from margflow.data import SampleData, min_samples
+from margflow.estimator import DensityEstimator
+from margflow.flows.maf import MAF
+
+__all__ = ["PiecewiseMAF"]
+
+
+class PiecewiseMAF(DensityEstimator):
+    """A mixture of MAFs, one per k-means cluster of the samples (Bevins & Handley, arXiv:2305.02930).
+
+    A flow with a Gaussian base leaves bridges of mass between separated
+    modes. Here the samples are clustered by k-means (scikit-learn, k-means++
+    with several initialisations, sample weights honoured) in the whitened
+    space of all samples, one :class:`~margflow.MAF` is fit to each cluster
+    (with the same bounds and its own whitening) through the shared training
+    loop, and the density is the mixture
+
+    ``log p(θ) = logsumexp_k(log W_k + log p_k(θ))``,
+
+    with ``W_k`` the cluster's share of the total sample weight. Each member is
+    normalised over the box, so the mixture is too.
+
+    Parameters
+    ----------
+    samples : ndarray (n, d), pandas.DataFrame or anesthetic samples
+    params : list of str, optional
+    bounds : None, "auto", (d, 2) array or dict
+    weights : array_like, optional
+    n_clusters : int, optional
+        Number of clusters. Default: the k in ``2 … max_clusters`` with the
+        best silhouette score on a weighted random subsample of
+        ``cluster_rows`` samples.
+    labels : array_like, optional
+        Cluster label of every input row (any hashable values); used as given,
+        never overwritten. Exclusive with ``n_clusters``.
+    max_clusters : int
+        Largest k tried when choosing k.
+    cluster_rows : int
+        Size of the subsample on which k is chosen.
+    n_layers, hidden, activation
+        Architecture of every member flow (see :class:`~margflow.MAF`).
+    transform : {"probit", "logit"}
+    seed : int
+        Seeds the clustering, the subsample and the members.
+
+    Notes
+    -----
+    ``transform(u)`` uses the first hypercube coordinate to pick the cluster
+    (``u_0`` in ``[C_{k-1}, C_k)``, the cumulative mixture weights) and
+    rescales it to ``[0, 1]`` for that member's transform: deterministic,
+    order-preserving, and uniform ``u`` gives samples of the mixture, but the
+    map is only piecewise bijective (it jumps between clusters at the edges
+    ``C_k``). ``inverse_transform`` assigns each point to its most responsible
+    cluster, so ``transform(inverse_transform(θ)) = θ`` always, while
+    ``inverse_transform(transform(u)) = u`` only where the clusters do not
+    overlap.
+
+    Examples
+    --------
+    >>> import numpy as np, margflow as mf
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(-3, 0.5, (300, 2)), rng.normal(3, 0.5, (300, 2))])
+    >>> pw = mf.PiecewiseMAF(x, n_clusters=2, n_layers=2, hidden=(8, 8))
+    >>> hist = pw.fit(epochs=3, progress=False)
+    >>> pw.n_clusters, pw.log_prob(x[:2]).shape
+    (2, (2,))
+    """
+
+    def __init__(
+        self,
+        samples,
+        *,
+        params=None,
+        bounds=None,
+        weights=None,
+        n_clusters=None,
+        labels=None,
+        max_clusters=10,
+        cluster_rows=5000,
+        n_layers=6,
+        hidden=(32, 32),
+        activation="tanh",
+        transform="probit",
+        seed=0,
+    ):
+        super().__init__(samples, params=params, bounds=bounds, weights=weights, transform=transform, seed=seed)
+        if labels is not None and n_clusters is not None:
+            raise ValueError("give labels or n_clusters, not both")
+        if labels is not None:
+            index, values = self._user_labels(labels)
+            source = "labels"
+        else:
+            index = self._kmeans(n_clusters, int(max_clusters), int(cluster_rows))
+            values = list(range(int(index.max()) + 1))
+            source = "kmeans"
+        self.config = {
+            "source": source,
+            "label_values": [v.item() if hasattr(v, "item") else v for v in values],
+            "maf": {
+                "n_layers": int(n_layers),
+                "hidden": [int(h) for h in np.atleast_1d(hidden)],
+                "activation": str(activation),
+            },
+        }
+        self._labels = index
+        self.members = [
+            MAF(
+                self.data.theta[index == k],
+                params=self.params,
+                bounds=self.bounds,
+                weights=self.data.weights[index == k],
+                transform=transform,
+                seed=self.seed + k,
+                **self.config["maf"],
+            )
+            for k in range(len(values))
+        ]
+        self._mixture()
+
+    # -- clustering -------------------------------------------------------------
+    def _user_labels(self, labels):
+        labels = np.asarray(labels)
+        kept = self.data.kept
+        n_in = len(self.data.theta) if kept is None else len(kept)
+        if labels.ndim != 1 or len(labels) != n_in:
+            raise ValueError(f"labels must hold one label per input sample ({n_in}), got shape {labels.shape}")
+        if kept is not None:
+            labels = labels[kept]  # follow the rows kept (non-finite ones were dropped)
+        values, index = np.unique(labels, return_inverse=True)
+        positive = self.data.weights > 0
+        need = min_samples(self.dim)
+        for k, v in enumerate(values):
+            v = v.item() if hasattr(v, "item") else v
+            count = int(np.sum(positive & (index == k)))
+            if count == 0:
+                raise ValueError(f"cluster {v!r} has no sample with positive weight; drop or relabel it")
+            if count < need:
+                raise ValueError(
+                    f"cluster {v!r} has {count} samples with positive weight; a member flow needs at least "
+                    f"{need}: merge it into another cluster"
+                )
+        return index, list(values)
+
+    def _kmeans(self, n_clusters, max_clusters, cluster_rows):
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import silhouette_score
+
+        positive = self.data.weights > 0
+        z = self._pre.forward(self.data.theta)[0].numpy()
+        zp, wp = z[positive], self.data.weights[positive]
+        need = min_samples(self.dim)
+        most = len(zp) // need
+        rng = np.random.default_rng(self.seed)
+        if n_clusters is not None:
+            if int(n_clusters) != n_clusters or n_clusters < 1:
+                raise ValueError(f"n_clusters must be a positive integer, got {n_clusters!r}")
+            k = int(n_clusters)
+            if k > most:
+                raise ValueError(
+                    f"n_clusters={k} needs at least {k * need} samples with positive weight ({need} per cluster); "
+                    f"there are {len(zp)}: lower n_clusters"
+                )
+        elif most < 2:
+            warnings.warn(
+                f"{len(zp)} samples with positive weight allow one cluster only ({need} per cluster); "
+                "fitting a single flow",
+                stacklevel=3,
+            )
+            k = 1
+        else:
+            # choose k on a subsample drawn by weight
+            m = min(cluster_rows, len(zp), int(np.sum(wp > 0)))
+            sub = zp[rng.choice(len(zp), size=m, replace=False, p=wp / wp.sum())]
+            scores = {}
+            for k in range(2, min(max_clusters, most, m - 1) + 1):
+                km = KMeans(k, init="k-means++", n_init=3, random_state=self.seed).fit(sub)
+                if len(np.unique(km.labels_)) < 2:
+                    continue
+                scores[k] = silhouette_score(sub, km.labels_)
+            k = max(scores, key=scores.get) if scores else 1
+            self._silhouette = scores
+        while True:
+            km = KMeans(k, init="k-means++", n_init=10, random_state=self.seed).fit(zp, sample_weight=wp)
+            index = km.predict(z)
+            counts = np.bincount(index[positive], minlength=k)
+            if k == 1 or counts.min() >= need:
+                return index
+            warnings.warn(
+                f"k-means gave a cluster of {int(counts.min())} samples with positive weight (a flow needs {need}); "
+                f"lowering the number of clusters from {k} to {k - 1}",
+                stacklevel=3,
+            )
+            k -= 1
+
+    def _mixture(self):
+        w = self.data.weights
+        totals = np.array([w[self._labels == k].sum() for k in range(len(self.members))])
+        self.mixture_weights = totals / totals.sum()
+        self._edges = np.concatenate([[0.0], np.cumsum(self.mixture_weights)])
+        self._edges[-1] = 1.0
+
+    @property
+    def n_clusters(self):
+        return len(self.members)
+
+    @property
+    def labels(self):
+        """Cluster label of every kept sample (the user's values when labels were given)."""
+        values = np.asarray(self.config["label_values"])
+        return values[self._labels]
+
+    @property
+    def history(self):
+        """The members' training histories (None before ``fit``)."""
+        hist = [m.history for m in getattr(self, "members", [])]
+        return None if not hist or any(h is None for h in hist) else hist
+
+    @history.setter
+    def history(self, value):  # the base class sets None before members exist
+        pass
+
+    # -- training ---------------------------------------------------------------
+    def fit(
+        self,
+        epochs=1000,
+        batch_size=256,
+        learning_rate=3e-3,
+        patience=50,
+        validation_fraction=0.2,
+        *,
+        clip_norm=10.0,
+        ema_decay=0.99,
+        seed=None,
+        progress=True,
+    ):
+        """Train every member flow through the shared loop, with one progress bar over the clusters.
+
+        Arguments as :meth:`margflow.flows.base.FlowEstimator.fit`; member ``k``
+        is seeded with ``seed + k``. Returns the list of the members' histories.
+        """
+        from tqdm.auto import tqdm
+
+        seed = self.seed if seed is None else int(seed)
+        bar = tqdm(total=self.n_clusters, disable=not progress, desc="fit clusters", unit="flow")
+        try:
+            for k, member in enumerate(self.members):
+                hist = member.fit(
+                    epochs,
+                    batch_size,
+                    learning_rate,
+                    patience,
+                    validation_fraction,
+                    clip_norm=clip_norm,
+                    ema_decay=ema_decay,
+                    seed=seed + k,
+                    progress=False,
+                )
+                bar.set_postfix(cluster=k, epochs=hist.epochs, val_loss=f"{hist.best_val_loss:.4f}", refresh=False)
+                bar.update()
+        finally:
+            bar.close()
+        return self.history
+
+    # -- the mixture ------------------------------------------------------------
+    def _member_log_probs(self, x):
+        return np.stack([m.log_prob(x) for m in self.members]) + np.log(self.mixture_weights)[:, None]
+
+    def log_prob(self, theta):
+        """``logsumexp_k(log W_k + log p_k(θ))``: ``-inf`` outside the bounds, finite inside."""
+        x = self._rows(theta, "theta")
+        lp = self._member_log_probs(x)
+        top = lp.max(axis=0)
+        finite = np.isfinite(top)
+        out = np.full(len(x), -np.inf)
+        out[finite] = top[finite] + np.log(np.sum(np.exp(lp[:, finite] - top[finite]), axis=0))
+        return out
+
+    def sample(self, n, seed=None):
+        """``n`` samples: member counts drawn by the mixture weights, rows in random order."""
+        rng = np.random.default_rng(seed)
+        n = int(n)
+        counts = rng.multinomial(n, self.mixture_weights)
+        seeds = rng.integers(0, 2**31, size=self.n_clusters)
+        parts = [m.sample(c, seed=int(s)) for m, c, s in zip(self.members, counts, seeds) if c > 0]
+        x = np.concatenate(parts) if parts else np.zeros((0, self.dim))
+        return x[rng.permutation(n)]
+
+    def transform(self, u):
+        """Unit hypercube → θ: ``u_0`` picks the cluster and is rescaled (see Notes of the class)."""
+        u = self._rows(u, "u")
+        if (u < 0).any() or (u > 1).any():
+            raise ValueError("u must lie in the unit hypercube [0, 1]^d")
+        k = np.clip(np.searchsorted(self._edges, u[:, 0], side="right") - 1, 0, self.n_clusters - 1)
+        v = u.copy()
+        v[:, 0] = np.clip((u[:, 0] - self._edges[k]) / self.mixture_weights[k], 0.0, 1.0)
+        out = np.empty_like(u)
+        for j, member in enumerate(self.members):
+            rows = k == j
+            if rows.any():
+                out[rows] = member.transform(v[rows])
+        return out
+
+    def inverse_transform(self, theta):
+        """θ → unit hypercube through each point's most responsible cluster."""
+        x = self._rows(theta, "theta")
+        outside = ~self._pre.box.contains(x)
+        if outside.any():
+            raise ValueError(
+                f"{int(outside.sum())} points lie outside the bounds; inverse_transform needs points inside"
+            )
+        k = np.argmax(self._member_log_probs(x), axis=0)
+        out = np.empty_like(x)
+        for j, member in enumerate(self.members):
+            rows = k == j
+            if rows.any():
+                v = member.inverse_transform(x[rows])
+                v[:, 0] = self._edges[j] + self.mixture_weights[j] * v[:, 0]
+                out[rows] = v
+        return out
+
+    def __repr__(self):
+        state = "untrained" if self.history is None else "trained"
+        return f"PiecewiseMAF(params={self.params}, dim={self.dim}, n_clusters={self.n_clusters}, {state})"
+
+    # -- state for io -----------------------------------------------------------
+    def _get_state(self):
+        config = dict(self.config)
+        arrays = {"labels": self._labels}
+        config["members"] = []
+        for k, member in enumerate(self.members):
+            mconf, marrays = member._get_state()
+            pre = member._pre.state()
+            config["members"].append({"config": mconf, "pre": pre["config"], "seed": member.seed})
+            arrays.update({f"m{k}.{name}": a for name, a in marrays.items()})
+            arrays.update({f"m{k}.pre.{name}": a for name, a in pre["arrays"].items()})
+        return config, arrays
+
+    def _set_state(self, config, arrays):
+        self.config = {key: v for key, v in config.items() if key != "members"}
+        self._labels = np.asarray(arrays["labels"], dtype=np.int64)
+        self.members = []
+        for k, mstate in enumerate(config["members"]):
+            rows = self._labels == k
+            data = SampleData(self.data.theta[rows], self.data.weights[rows], self.params, self.bounds)
+            prefix = f"m{k}."
+            pre = Preprocessor.from_state(
+                {n[len(prefix) + 4 :]: a for n, a in arrays.items() if n.startswith(prefix + "pre.")}, mstate["pre"]
+            )
+            marrays = {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix) and ".pre." not in n}
+            self.members.append(MAF._restore(data, pre, mstate["seed"], mstate["config"], marrays))
+        self._mixture()
