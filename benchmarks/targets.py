@@ -78,4 +78,81 @@ class RotatedBananas:
         return y @ self.rot.T
 
 
+class _GridTarget:
+    """A 2-D density given unnormalised (``_f``), normalised on a grid over ``box``, sampled by rejection.
+
+    ``_f`` must be at most ``log_max`` everywhere, and the mass outside the box negligible.
+    """
+
+    box = ((-4.0, 4.0), (-4.0, 4.0))
+    log_max = 0.0
+    dim = 2
+
+    def __init__(self):
+        (a, b), (c, d) = self.box
+        gx, gy = np.linspace(a, b, 2001), np.linspace(c, d, 2001)
+        xx, yy = np.meshgrid(gx, gy)
+        f = self._f(np.column_stack([xx.ravel(), yy.ravel()])).reshape(xx.shape)
+        # trapezoid weights in log space
+        wx = np.full(len(gx), gx[1] - gx[0])
+        wx[[0, -1]] /= 2
+        wy = np.full(len(gy), gy[1] - gy[0])
+        wy[[0, -1]] /= 2
+        self.log_norm = logsumexp(f + np.log(wy)[:, None] + np.log(wx)[None, :])
+
+    def logpdf(self, x):
+        return self._f(x) - self.log_norm
+
+    def sample(self, n, rng):
+        (a, b), (c, d) = self.box
+        out = []
+        while sum(len(o) for o in out) < n:
+            y = np.column_stack([rng.uniform(a, b, 8 * n), rng.uniform(c, d, 8 * n)])
+            out.append(y[np.log(rng.uniform(size=8 * n)) < self._f(y) - self.log_max])
+        return np.concatenate(out)[:n]
+
+
+class TwoMoons(_GridTarget):
+    """log p ∝ -½((|z| - 2)/0.2)² - ½((|z0| - 2)/0.3)² + log(1 + exp(-4|z0|/0.09))."""
+
+    name, log_max = "Two Moons", np.log(2.0)
+    box = ((-3.5, 3.5), (-3.0, 3.0))
+
+    def _f(self, x):
+        r = np.hypot(x[:, 0], x[:, 1])
+        a = np.abs(x[:, 0])
+        return -0.5 * ((r - 2) / 0.2) ** 2 - 0.5 * ((a - 2) / 0.3) ** 2 + np.log1p(np.exp(-4 * a / 0.09))
+
+
+class EightGaussians:
+    """Equal mixture of 8 Gaussians on the circle of radius 2, sigma = (2/3) sin(pi/8)."""
+
+    name, dim = "circle of 8 Gaussians", 2
+
+    def __init__(self):
+        angles = 2 * np.pi * np.arange(8) / 8
+        self.centres = 2.0 * np.column_stack([np.cos(angles), np.sin(angles)])
+        self.sigma = 2.0 / 3.0 * np.sin(np.pi / 8)
+
+    def logpdf(self, x):
+        d2 = ((x[:, None, :] - self.centres[None]) ** 2).sum(-1)
+        return logsumexp(-d2 / (2 * self.sigma**2), axis=1) - np.log(8 * 2 * np.pi * self.sigma**2)
+
+    def sample(self, n, rng):
+        return self.centres[rng.integers(0, 8, n)] + self.sigma * rng.normal(size=(n, 2))
+
+
+class TwoRings(_GridTarget):
+    """Two rings of radii 1 and 2, sigma = 1/8: p ∝ Σ_r exp(-½((|z| - r)/σ)²), normalised on a grid."""
+
+    name = "two rings"
+    box = ((-3.0, 3.0), (-3.0, 3.0))
+
+    def _f(self, x):
+        r = np.hypot(x[:, 0], x[:, 1])
+        s = 1.0 / 8.0
+        return np.logaddexp(-0.5 * ((r - 1) / s) ** 2, -0.5 * ((r - 2) / s) ** 2)
+
+
 TARGETS = {"banana": lambda: Banana(20.0), "himmelblau": Himmelblau, "student_t": StudentT, "bananas8d": RotatedBananas}
+MULTIMODAL = {"two_moons": TwoMoons, "eight_gaussians": EightGaussians, "two_rings": TwoRings}
