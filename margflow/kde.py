@@ -16,6 +16,9 @@ __all__ = ["KDE"]
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 #: kernel × row elements per compiled call (32 MiB per float64 temporary)
 _ELEMENTS = 1 << 22
+#: the "cv" bandwidth is chosen on at most this many kernels (a weighted
+#: draw), then rescaled to the full effective sample size
+_CV_KERNELS = 20_000
 #: coordinates of the base point beyond this many standard deviations are
 #: solved in float64 (float32 cannot hold their tail probabilities)
 _F32_EPS = 5.0
@@ -53,8 +56,9 @@ class KDE(DensityEstimator):
         ``n_eff^(-1/(d+4))``; ``"silverman"``: ``(n_eff (d+2)/4)^(-1/(d+4))``,
         with ``n_eff = (Σw)²/Σw²`` the effective sample size (scipy's
         conventions); ``"cv"``: maximises the weighted leave-one-out
-        log-likelihood (on at most ``cv_rows`` rows, seeded); a number is
-        used as given.
+        log-likelihood (on at most ``cv_rows`` rows, seeded; beyond 20,000
+        kernels on a weighted draw of 20,000, rescaled as ``n_eff^(-1/(d+4))``);
+        a number is used as given.
     cv_rows : int
         Rows scored by the ``"cv"`` bandwidth search.
     transform : {"probit", "logit"}
@@ -162,6 +166,15 @@ def _cv_bandwidth(z, w, rows, seed):
     n, d = z.shape
     if n < 3:
         raise ValueError("the 'cv' bandwidth needs at least 3 samples with positive weight")
+    if n > _CV_KERNELS:
+        # the rows × kernels distances would not fit in memory: choose h on a
+        # weighted draw of kernels, then scale it as n_eff^(-1/(d+4)) (the
+        # rate of the normal-reference rules) to the full sample
+        draw = np.random.default_rng(seed).choice(n, size=_CV_KERNELS, p=w)
+        idx, counts = np.unique(draw, return_counts=True)
+        w_sub = counts / counts.sum()
+        h_sub = _cv_bandwidth(z[idx], w_sub, rows, seed)
+        return float(h_sub * (np.sum(w_sub**2) / np.sum(w**2)) ** (-1.0 / (d + 4)))
     pick = np.sort(np.random.default_rng(seed).choice(n, size=min(rows, n), replace=False))
     d2 = np.sum(z[pick] ** 2, 1)[:, None] - 2 * z[pick] @ z.T + np.sum(z**2, 1)[None, :]
     d2 = np.maximum(d2, 0.0)
