@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_maf import machine, timed  # noqa: E402
 
 
 def _data(n=5000, d=4, seed=0):
@@ -26,12 +29,9 @@ def _data(n=5000, d=4, seed=0):
 
 
 def _best(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+    """The shortest of ``repeats`` timed calls, and the last call's result."""
+    runs = [timed(fn) for _ in range(repeats)]
+    return min(t for _, t in runs), runs[-1][0]
 
 
 def main():
@@ -46,12 +46,8 @@ def main():
     d = x.shape[1]
     bounds = [[None, None], [0.0, None], [None, None], [None, None]]
     u = np.random.default_rng(1).uniform(size=(10_000, d))
-    t0 = time.perf_counter()
-    kde = mf.KDE(x, weights=w, bounds=bounds)
-    build = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    kde.transform(u)
-    first = time.perf_counter() - t0
+    kde, build = timed(lambda: mf.KDE(x, weights=w, bounds=bounds))
+    _, first = timed(lambda: kde.transform(u))
     t_transform, theta = _best(lambda: kde.transform(u))
     t_lp, _ = _best(lambda: kde.log_prob(theta))
     err = np.abs(kde.inverse_transform(theta) - u).max()
@@ -80,8 +76,8 @@ def main():
     text = [
         "# Benchmark: KDE transform (nested-sampling prior) and log_prob",
         "",
-        f"Run {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}. 5,000 weighted samples in d = {d} (one column bounded below);",
+        f"Run {time.strftime('%Y-%m-%d')} on {machine()}.",
+        f"5,000 weighted samples in d = {d} (one column bounded below);",
         f"margflow bandwidth {kde.bandwidth:.4f} (Scott), KDE built in {build:.2f} s. Times are the best of 3 calls",
         "(margarine: one call) after a warm call; 'first call' includes compiling.",
         "",

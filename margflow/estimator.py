@@ -224,6 +224,23 @@ class DensityEstimator:
             raise ValueError(f"{name} contains {int(np.isnan(x).any(axis=1).sum())} rows with NaN")
         return x
 
+    def _unit_rows(self, u):
+        """``u`` as validated rows of the unit hypercube (the input of ``transform``)."""
+        u = self._rows(u, "u")
+        if (u < 0).any() or (u > 1).any():
+            raise ValueError("u must lie in the unit hypercube [0, 1]^d")
+        return u
+
+    def _inside_rows(self, theta):
+        """``theta`` as validated rows inside the bounds (the input of ``inverse_transform``)."""
+        x = self._rows(theta, "theta")
+        outside = ~self._pre.box.contains(x)
+        if outside.any():
+            raise ValueError(
+                f"{int(outside.sum())} points lie outside the bounds; inverse_transform needs points inside"
+            )
+        return x
+
     def log_prob(self, theta):
         """Log-density of the parameters.
 
@@ -266,20 +283,11 @@ class DensityEstimator:
         ----------
         u : array_like, shape (n, d) or (d,), values in [0, 1]
         """
-        u = self._rows(u, "u")
-        if (u < 0).any() or (u > 1).any():
-            raise ValueError("u must lie in the unit hypercube [0, 1]^d")
-        return self._run("transform", u, np.full(self.dim, 0.5))
+        return self._run("transform", self._unit_rows(u), np.full(self.dim, 0.5))
 
     def inverse_transform(self, theta):
         """Inverse of :meth:`transform`: parameters → unit hypercube."""
-        x = self._rows(theta, "theta")
-        outside = ~self._pre.box.contains(x)
-        if outside.any():
-            raise ValueError(
-                f"{int(outside.sum())} points lie outside the bounds; inverse_transform needs points inside"
-            )
-        return self._run("inverse_transform", x, self._interior)
+        return self._run("inverse_transform", self._inside_rows(theta), self._interior)
 
     def save(self, path):
         """Write the estimator to one file (see :func:`margflow.load`)."""

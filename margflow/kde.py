@@ -96,25 +96,27 @@ class KDE(DensityEstimator):
         seed=0,
     ):
         super().__init__(samples, params=params, bounds=bounds, weights=weights, transform=transform, seed=seed)
-        z, w = self._kernels()
+        z, w = self._place_kernels()
         h = _bandwidth(bandwidth, z, w, int(cv_rows), self.seed)
         self.config = {"bandwidth": bandwidth if isinstance(bandwidth, str) else float(bandwidth), "h": h}
-        self._build(self.config)
+        self._h = tf.constant(h, tf.float64)
 
     def _kernels(self):
+        """Kernel centres (the positive-weight samples in z) and their normalised weights."""
         keep = self.data.weights > 0
         z, _ = self._pre.forward(self.data.theta[keep])
         w = self.data.weights[keep]
         return z.numpy(), w / w.sum()
 
-    def _build(self, config):
+    def _place_kernels(self):
+        """Set the kernels, the program and the block size; returns ``(z, w)``."""
         z, w = self._kernels()
         self._graph = _kde_graph(self.dim, len(z))
         self._centers = tf.constant(z)
         self._log_w = tf.constant(np.log(w))
-        self._h = tf.constant(float(config["h"]), tf.float64)
         self._w = w
         self._block = max(1, 1 << ((_ELEMENTS // len(z)).bit_length() - 1)) if len(z) < _ELEMENTS else 1
+        return z, w
 
     @property
     def bandwidth(self):
@@ -137,7 +139,8 @@ class KDE(DensityEstimator):
 
     def _set_state(self, config, arrays):
         self.config = dict(config)
-        self._build(self.config)
+        self._place_kernels()
+        self._h = tf.constant(float(config["h"]), tf.float64)
 
 
 def _bandwidth(bandwidth, z, w, cv_rows, seed):
@@ -264,9 +267,14 @@ class _KDEGraph:
         return fn
 
 
+def _kernel_arg(mu, h, t, sign):
+    """``σ (t - μ)/h`` for every row (``t``, ``σ``) and kernel (``μ``)."""
+    return sign[:, None] * (t[:, None] - mu[None, :]) / h
+
+
 def _mixture_cdf(pi, mu, h, t, sign):
     """``H = Σ π Φ(σ (t - μ)/h)`` and its first two derivatives in ``t`` (``t``, ``σ`` per row)."""
-    x = sign[:, None] * (t[:, None] - mu[None, :]) / h
+    x = _kernel_arg(mu, h, t, sign)
     phi = pi * tf.exp(-0.5 * x * x)
     cdf = tf.reduce_sum(pi * ndtr(x), axis=1)
     norm = 1.0 / (h * math.sqrt(2.0 * math.pi))
@@ -366,17 +374,14 @@ def _implicit(t, eps, log_pi, mu, h):
     def grad(upstream):
         f32 = tf.float32
         tc = tf.cast(t, f32)
-        sign = tf.where(eps <= 0, 1.0, -1.0)
-        x = tf.cast(sign, f32)[:, None] * (tc[:, None] - mu[None, :]) / h
+        sign = tf.where(eps <= 0, tf.constant(1.0, f32), -1.0)
         pi = tf.nn.softmax(log_pi, axis=1)
-        phi = ndtr(x)
-        cdf = tf.reduce_sum(pi * phi, axis=1)
-        slope = tf.cast(sign, f32) * tf.reduce_sum(pi * tf.exp(-0.5 * x * x), axis=1) / (h * math.sqrt(2 * math.pi))
+        cdf, slope, _ = _mixture_cdf(pi, mu, h, tc, sign)
         g = tf.cast(upstream, f32) / slope
         # dt/deps = φ(eps) / f(t), f the conditional density, in either tail
         phi_eps = tf.exp(-0.5 * eps * eps) / math.sqrt(2 * math.pi)
         d_eps = tf.cast(upstream, tf.float64) * phi_eps / tf.cast(tf.abs(slope), tf.float64)
-        d_log_pi = -g[:, None] * pi * (phi - cdf[:, None])
+        d_log_pi = -g[:, None] * pi * (ndtr(_kernel_arg(mu, h, tc, sign)) - cdf[:, None])
         return None, d_eps, d_log_pi, None, None
 
     return tf.identity(t), grad

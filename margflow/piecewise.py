@@ -129,12 +129,10 @@ class PiecewiseMAF(DensityEstimator):
     # -- clustering -------------------------------------------------------------
     def _user_labels(self, labels):
         labels = np.asarray(labels)
-        kept = self.data.kept
-        n_in = len(self.data.theta) if kept is None else len(kept)
-        if labels.ndim != 1 or len(labels) != n_in:
-            raise ValueError(f"labels must hold one label per input sample ({n_in}), got shape {labels.shape}")
-        if kept is not None:
-            labels = labels[kept]  # follow the rows kept (non-finite ones were dropped)
+        kept = self.data.kept  # set by the intake (None only after loading a file)
+        if labels.ndim != 1 or len(labels) != len(kept):
+            raise ValueError(f"labels must hold one label per input sample ({len(kept)}), got shape {labels.shape}")
+        labels = labels[kept]  # follow the rows kept (non-finite ones were dropped)
         values, index = np.unique(labels, return_inverse=True)
         positive = self.data.weights > 0
         need = min_samples(self.dim)
@@ -296,9 +294,7 @@ class PiecewiseMAF(DensityEstimator):
 
     def transform(self, u):
         """Unit hypercube → θ: ``u_0`` picks the cluster and is rescaled (see Notes of the class)."""
-        u = self._rows(u, "u")
-        if (u < 0).any() or (u > 1).any():
-            raise ValueError("u must lie in the unit hypercube [0, 1]^d")
+        u = self._unit_rows(u)
         k = np.clip(np.searchsorted(self._edges, u[:, 0], side="right") - 1, 0, self.n_clusters - 1)
         v = u.copy()
         v[:, 0] = np.clip((u[:, 0] - self._edges[k]) / self.mixture_weights[k], 0.0, 1.0)
@@ -311,12 +307,7 @@ class PiecewiseMAF(DensityEstimator):
 
     def inverse_transform(self, theta):
         """θ → unit hypercube through each point's most responsible cluster."""
-        x = self._rows(theta, "theta")
-        outside = ~self._pre.box.contains(x)
-        if outside.any():
-            raise ValueError(
-                f"{int(outside.sum())} points lie outside the bounds; inverse_transform needs points inside"
-            )
+        x = self._inside_rows(theta)
         k = np.argmax(self._member_log_probs(x), axis=0)
         out = np.empty_like(x)
         for j, member in enumerate(self.members):
@@ -351,10 +342,12 @@ class PiecewiseMAF(DensityEstimator):
         for k, mstate in enumerate(config["members"]):
             rows = self._labels == k
             data = SampleData(self.data.theta[rows], self.data.weights[rows], self.params, self.bounds)
-            prefix = f"m{k}."
+            prefix, pre_prefix = f"m{k}.", f"m{k}.pre."
             pre = Preprocessor.from_state(
-                {n[len(prefix) + 4 :]: a for n, a in arrays.items() if n.startswith(prefix + "pre.")}, mstate["pre"]
+                {n[len(pre_prefix) :]: a for n, a in arrays.items() if n.startswith(pre_prefix)}, mstate["pre"]
             )
-            marrays = {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix) and ".pre." not in n}
+            marrays = {
+                n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix) and not n.startswith(pre_prefix)
+            }
             self.members.append(MAF._restore(data, pre, mstate["seed"], mstate["config"], marrays))
         self._mixture()

@@ -229,7 +229,7 @@ def train(
     t0 = time.perf_counter()
     # the weights travel through training as one flat vector (and Adam's
     # moments as two more): a step then passes 5 tensors instead of 3 per
-    # weight array, which halves the time of a small model's step
+    # weight array (about 20% less time per epoch for the default MAF)
     shapes = tuple(tuple(v.shape.as_list()) for v in variables)
     params = tf.Variable(_flatten(variables), trainable=False)
     averaged = tf.Variable(params) if ema_decay else params
