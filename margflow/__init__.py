@@ -15,7 +15,7 @@ from margflow._version import __version__  # noqa: E402
 from margflow.bounds import parse_bounds  # noqa: E402
 from margflow.data import SampleData, load_samples  # noqa: E402
 from margflow.estimator import DensityEstimator  # noqa: E402
-from margflow.flows import MAF, History, TrainingDivergedError  # noqa: E402
+from margflow.flows import MAF, History, SplineFlow, TrainingDivergedError  # noqa: E402
 from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
 from margflow.piecewise import PiecewiseMAF  # noqa: E402
@@ -23,6 +23,7 @@ from margflow.piecewise import PiecewiseMAF  # noqa: E402
 __all__ = [
     "__version__",
     "MAF",
+    "SplineFlow",
     "KDE",
     "PiecewiseMAF",
     "DensityEstimator",

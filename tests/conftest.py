@@ -48,6 +48,17 @@ def _maf(sample_fn, transform="probit"):
     return make
 
 
+def _spline(sample_fn, transform="probit"):
+    def make():
+        x, bounds = sample_fn()
+        w = np.random.default_rng(5).uniform(0.2, 1.0, len(x))
+        est = mf.SplineFlow(x, bounds=bounds, weights=w, transform=transform, seed=3, n_bins=6, **SMALL)
+        est.fit(**FIT)
+        return est
+
+    return make
+
+
 def _kde(sample_fn, transform="probit"):
     def make():
         x, bounds = sample_fn()
@@ -86,6 +97,8 @@ ESTIMATOR_CASES = {
     "maf-unbounded": _maf(_unbounded_samples),
     "maf-box-probit": _maf(_box_samples),
     "maf-mixed-logit": _maf(_mixed_samples, "logit"),
+    "spline-box-probit": _spline(_box_samples),
+    "spline-mixed-logit": _spline(_mixed_samples, "logit"),
 }
 
 _cache = {}

@@ -2,6 +2,7 @@
 
 from margflow.flows.base import FlowEstimator
 from margflow.flows.maf import MAF
+from margflow.flows.spline import SplineFlow
 from margflow.flows.train import History, TrainingDivergedError, train
 
-__all__ = ["FlowEstimator", "MAF", "History", "TrainingDivergedError", "train"]
+__all__ = ["FlowEstimator", "MAF", "SplineFlow", "History", "TrainingDivergedError", "train"]

@@ -83,13 +83,18 @@ class MAF(FlowEstimator):
         seed=0,
     ):
         super().__init__(samples, params=params, bounds=bounds, weights=weights, transform=transform, seed=seed)
+        self._init_architecture(n_layers, hidden, activation)
+
+    def _init_architecture(self, n_layers, hidden, activation, **extra):
+        """Validate the architecture, draw the permutations, build, and set the initial weights."""
+        name = type(self).__name__
         if int(n_layers) != n_layers or n_layers < 1:
             raise ValueError(f"n_layers must be a positive integer, got {n_layers!r}")
         hidden = [int(h) for h in np.atleast_1d(hidden)]
         if not hidden or min(hidden) < 1:
             raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
         if self.dim < 2:
-            raise ValueError("MAF needs at least 2 parameters; use mf.KDE for a single parameter")
+            raise ValueError(f"{name} needs at least 2 parameters; use mf.KDE for a single parameter")
         rng = np.random.default_rng(self.seed)
         perms = []
         for i in range(int(n_layers) - 1):
@@ -98,6 +103,7 @@ class MAF(FlowEstimator):
             "n_layers": int(n_layers),
             "hidden": hidden,
             "activation": str(activation),
+            **extra,
             "permutations": [p.tolist() for p in perms],
             "seed": self.seed,
         }
@@ -106,17 +112,19 @@ class MAF(FlowEstimator):
         init = np.concatenate([graph.made.init(np.random.default_rng([self.seed, i])) for i in range(graph.n_layers)])
         self._variables[0].assign(init)
 
+    def _make_graph(self, config):
+        return _maf_graph(self.dim, config["n_layers"], tuple(config["hidden"]), config["activation"])
+
     def _build(self, config):
         d = self.dim
-        self._graph = _maf_graph(d, config["n_layers"], tuple(config["hidden"]), config["activation"])
-        graph = self._graph
-        flat = tf.Variable(tf.zeros([graph.size], self._dtype), name="maf_weights")
+        self._graph = graph = self._make_graph(config)
+        flat = tf.Variable(tf.zeros([graph.size], self._dtype), name="flow_weights")
         self._variables = [flat]
         perms = np.array(config["permutations"], dtype=np.int32).reshape(-1, d)
         self._consts = (tf.constant(perms), tf.constant(np.argsort(perms, axis=1).astype(np.int32)))
         layers = []
         for i in range(config["n_layers"]):
-            layers.append(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=graph.shift_log_scale_fn(flat, i)))
+            layers.append(graph.tfp_layer(flat, i))
             if i < config["n_layers"] - 1:
                 layers.append(tfb.Permute(permutation=config["permutations"][i]))
         # tfb.Chain applies the last element first: base → layer 0 → ... → z
@@ -128,12 +136,16 @@ class _MAFGraph:
     """The arithmetic of one MAF architecture, as pure functions of its weights.
 
     One instance per architecture (cached), so the functions traced from it are
-    shared by every flow with that architecture.
+    shared by every flow with that architecture. Subclasses change the
+    element-wise map of a layer (``_map_forward``, ``_map_inverse``) and the
+    number of network outputs per parameter.
     """
+
+    n_outputs = 2
 
     def __init__(self, d, n_layers, hidden, activation):
         self.d, self.n_layers = d, n_layers
-        self.made = MADE(d, hidden, activation)
+        self.made = MADE(d, hidden, activation, params=self.n_outputs)
         self.size = n_layers * self.made.size
 
     def _layer_weights(self, flat):
@@ -143,13 +155,23 @@ class _MAFGraph:
         out = self.made(weights, y)
         return out[..., 0], _LOG_SCALE_CLAMP * tf.tanh(out[..., 1] / _LOG_SCALE_CLAMP)
 
-    def shift_log_scale_fn(self, flat, i):
-        """Layer ``i``'s network as TFP's ``shift_and_log_scale_fn``."""
+    def _map_forward(self, weights, cond, u):
+        """Layer map base-side ``u`` → z-side, with its parameters from the network at ``cond``."""
+        shift, log_scale = self._shift_log_scale(weights, cond)
+        return u * tf.exp(log_scale) + shift
+
+    def _map_inverse(self, weights, y):
+        """Layer map z-side ``y`` → base side in one pass, and ``log|det ∂u/∂y|``."""
+        shift, log_scale = self._shift_log_scale(weights, y)
+        return (y - shift) * tf.exp(-log_scale), -tf.reduce_sum(log_scale, axis=-1)
+
+    def tfp_layer(self, flat, i):
+        """Layer ``i`` as a TFP bijector (the reference the fused functions are tested against)."""
 
         def fn(y):
             return self._shift_log_scale(self._layer_weights(flat)[i], y)
 
-        return fn
+        return tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=fn)
 
     def forward(self, variables, consts, eps):
         """``eps → z``, the sampling direction.
@@ -168,8 +190,7 @@ class _MAFGraph:
 
     def _layer_forward(self, weights, u):
         def body(k, x):
-            shift, log_scale = self._shift_log_scale(weights, x)
-            return k + 1, u * tf.exp(log_scale) + shift
+            return k + 1, self._map_forward(weights, x, u)
 
         _, x = tf.while_loop(
             lambda k, x: k < self.d, body, (tf.constant(0), tf.zeros_like(u)), maximum_iterations=self.d
@@ -182,9 +203,8 @@ class _MAFGraph:
         weights = self._layer_weights(flat)
         y, logdet = z, 0.0
         for i in reversed(range(self.n_layers)):
-            shift, log_scale = self._shift_log_scale(weights[i], y)
-            y = (y - shift) * tf.exp(-log_scale)
-            logdet -= tf.reduce_sum(log_scale, axis=-1)
+            y, ld = self._map_inverse(weights[i], y)
+            logdet += ld
             if i > 0:
                 y = tf.gather(y, inv_perms[i - 1], axis=-1)
         return y, logdet
