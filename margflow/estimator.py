@@ -299,6 +299,13 @@ class DensityEstimator:
         trained = "untrained" if self.history is None else f"trained {self.history.epochs} epochs"
         return f"{type(self).__name__}(params={self.params}, dim={self.dim}, {trained})"
 
+    def __reduce__(self):
+        """Pickle through the model file (TensorFlow objects are rebuilt on unpickling), so
+        estimators and the likelihoods and priors holding them go to process pools."""
+        from margflow.io import from_bytes, to_bytes
+
+        return from_bytes, (to_bytes(self),)
+
     # -- state for io -----------------------------------------------------------
     def _get_state(self):
         """``(config, arrays)`` of the subclass; plain JSON and numpy."""

@@ -11,6 +11,7 @@ names and logZ. The others hold network weights, the preprocessing
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import os
 import tempfile
@@ -29,14 +30,8 @@ class ModelFileError(ValueError):
     """The file is not a margflow model file this version can read."""
 
 
-def save(estimator, path):
-    """Write ``estimator`` to ``path`` (one file; written atomically).
-
-    Parameters
-    ----------
-    estimator : margflow.estimator.DensityEstimator
-    path : str or os.PathLike
-    """
+def _pack(estimator):
+    """Every array of a model file, the JSON metadata as ``__meta__`` bytes."""
     from margflow import __version__
 
     config, arrays = estimator._get_state()
@@ -58,6 +53,18 @@ def save(estimator, path):
     out["data.theta"] = estimator.data.theta
     out["data.weights"] = estimator.data.weights
     out.update({f"model.{k}": np.asarray(v) for k, v in arrays.items()})
+    return out
+
+
+def save(estimator, path):
+    """Write ``estimator`` to ``path`` (one file; written atomically).
+
+    Parameters
+    ----------
+    estimator : margflow.estimator.DensityEstimator
+    path : str or os.PathLike
+    """
+    out = _pack(estimator)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
@@ -74,12 +81,29 @@ def save(estimator, path):
         raise
 
 
+def to_bytes(estimator):
+    """The model file of ``estimator`` as bytes (what pickling an estimator stores)."""
+    buf = io.BytesIO()
+    np.savez(buf, **_pack(estimator))
+    return buf.getvalue()
+
+
+def from_bytes(blob):
+    """The estimator of :func:`to_bytes`."""
+    return _build(*_read(io.BytesIO(blob), "<bytes>"), "<bytes>")
+
+
 def _open(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path!r}")
+    return _read(path, path)
+
+
+def _read(source, path):
+    """``(meta, arrays)`` of a model file at ``source`` (a path or a binary file object) named ``path``."""
     try:
-        npz = np.load(path, allow_pickle=False)
+        npz = np.load(source, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
         raise ModelFileError(f"{path!r} is not a margflow model file (not a readable archive: {err})") from None
     if not hasattr(npz, "files"):
@@ -135,11 +159,14 @@ def load(path):
     ModelFileError
         A corrupted, truncated, foreign or newer-format file.
     """
+    return _build(*_open(path), path)
+
+
+def _build(meta, arrays, path):
     from margflow.bounds import Preprocessor
     from margflow.data import SampleData
     from margflow.estimator import DensityEstimator
 
-    meta, arrays = _open(path)
     cls = DensityEstimator.registry.get(meta.get("class"))
     if cls is None:
         raise ModelFileError(

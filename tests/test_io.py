@@ -117,3 +117,16 @@ def test_unknown_class_and_inconsistent_weights(saved, tmp_path):
     _rewrite_meta(path, wrong, lambda m: m["config"].update(hidden=[9, 9]))
     with pytest.raises(ModelFileError, match="shape"):
         mf.load(wrong)
+
+
+def test_pickle_roundtrip_every_estimator(estimator):
+    """Estimators pickle (through the model file), so they go to process pools; the copy gives the
+    same numbers."""
+    import pickle
+
+    x = estimator.sample(50, seed=2)
+    back = pickle.loads(pickle.dumps(estimator))
+    assert type(back) is type(estimator) and back.params == estimator.params
+    np.testing.assert_array_equal(back.log_prob(x), estimator.log_prob(x))
+    np.testing.assert_array_equal(back.sample(20, seed=3), estimator.sample(20, seed=3))
+    np.testing.assert_array_equal(back.bounds, estimator.bounds)
