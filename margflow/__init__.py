@@ -18,13 +18,17 @@ from margflow.estimator import DensityEstimator  # noqa: E402
 from margflow.flows import MAF, History, SplineFlow, TrainingDivergedError  # noqa: E402
 from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
+from margflow.likelihood import JointLikelihood, NuisanceFreeLikelihood  # noqa: E402
 from margflow.piecewise import PiecewiseMAF  # noqa: E402
+from margflow.stats import marginal_stats  # noqa: E402
 
 __all__ = [
     "__version__",
     "MAF",
     "SplineFlow",
     "KDE",
+    "NuisanceFreeLikelihood",
+    "JointLikelihood",
     "PiecewiseMAF",
     "DensityEstimator",
     "History",
@@ -33,6 +37,7 @@ __all__ = [
     "SampleData",
     "load",
     "load_samples",
+    "marginal_stats",
     "parse_bounds",
     "read_metadata",
 ]

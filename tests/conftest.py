@@ -120,3 +120,10 @@ def box_data():
 @pytest.fixture(scope="session")
 def unbounded_data():
     return _unbounded_samples()
+
+
+def seeded(seed, generator, *args):
+    """Call one of anesthetic's ``perfect_ns`` generators reproducibly (they draw from numpy's
+    global random state, so that state is what must be seeded)."""
+    np.random.seed(seed)  # noqa: NPY002
+    return generator(*args)
