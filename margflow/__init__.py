@@ -15,6 +15,7 @@ from margflow._version import __version__  # noqa: E402
 from margflow.bounds import parse_bounds  # noqa: E402
 from margflow.data import SampleData, load_samples  # noqa: E402
 from margflow.estimator import DensityEstimator  # noqa: E402
+from margflow.evidence import EvidenceResult, importance_evidence  # noqa: E402
 from margflow.flows import MAF, History, SplineFlow, TrainingDivergedError  # noqa: E402
 from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
@@ -37,6 +38,8 @@ __all__ = [
     "SampleData",
     "load",
     "load_samples",
+    "importance_evidence",
+    "EvidenceResult",
     "marginal_stats",
     "parse_bounds",
     "read_metadata",
