@@ -42,6 +42,8 @@ class EvidenceResult:
         Their importance weights, normalised to sum to one: weighted
         posterior samples.
     params : list of str
+    log_likelihood : ndarray (m,)
+        ``log L`` at the samples.
     """
 
     logZ: float
@@ -52,6 +54,35 @@ class EvidenceResult:
     samples: np.ndarray
     weights: np.ndarray
     params: list
+    log_likelihood: np.ndarray
+
+    def stats(self, nsamples=500, seed=None):
+        """Draws of ``logZ``, ``D_KL``, ``logL_P`` and ``d_G`` of this posterior, as
+        :func:`margflow.marginal_stats` returns them.
+
+        ``D_KL = ⟨log L⟩_P - log Z`` and ``d_G = 2 Var_P[log L]``. Each draw
+        reweights all ``n`` trials by Exp(1) factors (the Bayesian bootstrap),
+        so logZ, the weights and the statistics vary together and the spread
+        of ``logZ`` matches ``logZ_err``.
+        """
+        from margflow.stats import _frame
+
+        rng = np.random.default_rng(seed)
+        nsamples = int(nsamples)
+        # unnormalised weights of the positive trials; the zero-weight ones only enter through N
+        log_w = np.log(self.weights) + self.logZ + np.log(self.n)
+        ll = self.log_likelihood
+        logZ, d_kl, d_g = np.empty(nsamples), np.empty(nsamples), np.empty(nsamples)
+        for j in range(nsamples):
+            g = rng.standard_exponential(self.n)  # every trial's factor; the zero-weight ones drop out
+            lw = log_w + np.log(g[: len(log_w)])
+            logZ[j] = logsumexp(lw) - np.log(g.sum())
+            w = np.exp(lw - lw.max())
+            w /= w.sum()
+            mean = np.sum(w * ll)
+            d_kl[j] = mean - logZ[j]
+            d_g[j] = 2.0 * np.sum(w * (ll - mean) ** 2)
+        return _frame(d_kl, d_g, logZ)
 
     def to_anesthetic(self):
         """The weighted posterior samples as an ``anesthetic.Samples``."""
@@ -129,7 +160,7 @@ def importance_evidence(
     if k:
         theta[from_prior] = _prior_draws(log_prior, k, rng)
 
-    log_w = np.empty(n)
+    log_w, log_l = np.empty(n), np.empty(n)
     bar = tqdm(total=n, disable=not progress, desc="importance sampling", unit="pt")
     try:
         for start in range(0, n, int(batch_size)):
@@ -152,6 +183,7 @@ def importance_evidence(
                 ll[ok] = vals
             lw = np.where(np.isfinite(ll), ll + lpi - lq, -np.inf)
             log_w[start : start + len(x)] = lw
+            log_l[start : start + len(x)] = ll
             bar.update(len(x))
     finally:
         bar.close()
@@ -172,6 +204,7 @@ def importance_evidence(
         samples=theta[positive],
         weights=w / w.sum(),
         params=list(proposal.params),
+        log_likelihood=log_l[positive],
     )
 
 

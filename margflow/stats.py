@@ -128,16 +128,23 @@ def marginal_stats(estimator, prior=None, nsamples=500, *, samples=None, logZ=No
         d_kl[cols] = mean
         d_g[cols] = 2.0 * np.sum(w * (fj - mean) ** 2, axis=0)
 
+    if ns_logZ is None and logZ is not None:
+        ns_logZ = np.full(nsamples, float(logZ))
+    return _frame(d_kl, d_g, ns_logZ)
+
+
+def _frame(d_kl, d_g, logZ=None):
+    """The draws as anesthetic ``Samples`` with the columns and labels of ``NestedSamples.stats``."""
     from anesthetic.samples import Samples
 
-    out = Samples(index=np.arange(nsamples))
-    if ns_logZ is not None or logZ is not None:
-        out["logZ"] = ns_logZ if ns_logZ is not None else np.full(nsamples, float(logZ))
+    out = Samples(index=np.arange(len(d_kl)))
+    if logZ is not None:
+        out["logZ"] = logZ
         out.set_label("logZ", _LABELS["logZ"])
     out["D_KL"] = d_kl
     out.set_label("D_KL", _LABELS["D_KL"])
-    if "logZ" in out:
-        out["logL_P"] = out["logZ"].to_numpy() + d_kl
+    if logZ is not None:
+        out["logL_P"] = np.asarray(logZ) + d_kl
         out.set_label("logL_P", _LABELS["logL_P"])
     out["d_G"] = d_g
     out.set_label("d_G", _LABELS["d_G"])
