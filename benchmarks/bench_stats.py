@@ -61,13 +61,16 @@ class Gaussian:
         self.proposal = multivariate_normal(np.zeros(d), widen @ self.cov @ widen)
         self.dist = multivariate_normal(np.zeros(d), self.cov)
         pilot = self.proposal.rvs(100_000, random_state=np.random.default_rng(1))
+        pilot = pilot[np.all(np.abs(pilot[:, :2]) < 1, axis=1)]
         w = np.exp(self.dist.logpdf(pilot) - self.proposal.logpdf(pilot))
         self.n_weighted = int(np.ceil(TARGET_ESS / (w.sum() ** 2 / np.sum(w * w) / len(w))))
 
     def samples(self, mode, rng):
         if mode == "equal":
             return self.dist.rvs(N_EQUAL, random_state=rng), None
-        x = self.proposal.rvs(self.n_weighted, random_state=rng)
+        # the proposal truncated to the prior box (a constant factor of q: the weights are self-normalised)
+        x = self.proposal.rvs(int(self.n_weighted * 1.05), random_state=rng)
+        x = x[np.all(np.abs(x[:, :2]) < 1, axis=1)][: self.n_weighted]
         return x, np.exp(self.dist.logpdf(x) - self.proposal.logpdf(x))
 
 
