@@ -65,7 +65,7 @@ class EvidenceResult:
         so logZ, the weights and the statistics vary together and the spread
         of ``logZ`` matches ``logZ_err``.
         """
-        from margflow.stats import _frame
+        from margflow.stats import _CHUNK, _frame, _weighted_mean_dG
 
         rng = np.random.default_rng(seed)
         nsamples = int(nsamples)
@@ -73,15 +73,14 @@ class EvidenceResult:
         log_w = np.log(self.weights) + self.logZ + np.log(self.n)
         ll = self.log_likelihood
         logZ, d_kl, d_g = np.empty(nsamples), np.empty(nsamples), np.empty(nsamples)
-        for j in range(nsamples):
-            g = rng.standard_exponential(self.n)  # every trial's factor; the zero-weight ones drop out
-            lw = log_w + np.log(g[: len(log_w)])
-            logZ[j] = logsumexp(lw) - np.log(g.sum())
-            w = np.exp(lw - lw.max())
-            w /= w.sum()
-            mean = np.sum(w * ll)
-            d_kl[j] = mean - logZ[j]
-            d_g[j] = 2.0 * np.sum(w * (ll - mean) ** 2)
+        for start in range(0, nsamples, _CHUNK):
+            cols = slice(start, min(start + _CHUNK, nsamples))
+            # column j: every trial's factor in draw j; the zero-weight trials enter only through the sum
+            g = rng.standard_exponential((cols.stop - start, self.n)).T
+            lw = log_w[:, None] + np.log(g[: len(log_w)])
+            logZ[cols] = logsumexp(lw, axis=0) - np.log(g.sum(axis=0))
+            mean, d_g[cols] = _weighted_mean_dG(lw, ll[:, None])
+            d_kl[cols] = mean - logZ[cols]
         return _frame(d_kl, d_g, logZ)
 
     def to_anesthetic(self):

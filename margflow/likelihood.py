@@ -225,7 +225,9 @@ class JointLikelihood:
                 )
         rng = np.random.default_rng(seed)
         separate = [
-            marginal_stats(like.estimator, prior=like.prior, logZ=like.logZ, nsamples=nsamples, seed=rng.integers(2**31))
+            marginal_stats(
+                like.estimator, prior=like.prior, logZ=like.logZ, nsamples=nsamples, seed=rng.integers(2**31)
+            )
             for like in self.likelihoods
         ]
         if proposal is None:

@@ -121,16 +121,20 @@ def marginal_stats(estimator, prior=None, nsamples=500, *, samples=None, logZ=No
         cols = np.arange(start, min(start + _CHUNK, nsamples))
         base = log_w0[:, None] if ns_logw is None else ns_logw[:, cols]
         logw = base + np.log(rng.standard_exponential((len(rows), len(cols))))
-        w = np.exp(logw - logw.max(axis=0))
-        w /= w.sum(axis=0)
         fj = f[cols % len(members)].T  # (n, chunk): the member of each draw
-        mean = np.sum(w * fj, axis=0)
-        d_kl[cols] = mean
-        d_g[cols] = 2.0 * np.sum(w * (fj - mean) ** 2, axis=0)
+        d_kl[cols], d_g[cols] = _weighted_mean_dG(logw, fj)
 
     if ns_logZ is None and logZ is not None:
         ns_logZ = np.full(nsamples, float(logZ))
     return _frame(d_kl, d_g, ns_logZ)
+
+
+def _weighted_mean_dG(logw, f):
+    """Per column of the (n, m) log-weights: the weighted mean of ``f`` and twice its weighted variance."""
+    w = np.exp(logw - logw.max(axis=0))
+    w /= w.sum(axis=0)
+    mean = np.sum(w * f, axis=0)
+    return mean, 2.0 * np.sum(w * (f - mean) ** 2, axis=0)
 
 
 def _frame(d_kl, d_g, logZ=None):
@@ -153,15 +157,9 @@ def _frame(d_kl, d_g, logZ=None):
 
 def _nested_weights(data, rows, nsamples):
     """anesthetic's simulated log-weights of the used rows and the matching logZ draws, or (None, None)."""
-    source = data.source
-    if source is None or not hasattr(source, "logw") or "logL_birth" not in _columns(source):
+    if data.source is None or data.logZ is None:  # the data layer sets logZ for nested-sampling input only
         return None, None
-    logw = np.asarray(source.logw(nsamples), dtype=np.float64)  # (rows of the run, nsamples)
+    logw = np.asarray(data.source.logw(nsamples), dtype=np.float64)  # (rows of the run, nsamples)
     logZ = logsumexp(logw, axis=0)
     kept = np.flatnonzero(data.kept) if data.kept is not None else np.arange(len(logw))
     return logw[kept[rows]], logZ
-
-
-def _columns(frame):
-    cols = frame.columns
-    return cols.get_level_values(0) if hasattr(cols, "get_level_values") else cols

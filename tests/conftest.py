@@ -37,22 +37,13 @@ SMALL = {"n_layers": 3, "hidden": (32, 32)}
 FIT = {"epochs": 40, "patience": 10, "progress": False}
 
 
-def _maf(sample_fn, transform="probit"):
+def _trained(cls, sample_fn, transform="probit", **kw):
+    """A case: ``cls`` on weighted samples, trained briefly."""
+
     def make():
         x, bounds = sample_fn()
         w = np.random.default_rng(5).uniform(0.2, 1.0, len(x))
-        est = mf.MAF(x, bounds=bounds, weights=w, transform=transform, seed=3, **SMALL)
-        est.fit(**FIT)
-        return est
-
-    return make
-
-
-def _spline(sample_fn, transform="probit"):
-    def make():
-        x, bounds = sample_fn()
-        w = np.random.default_rng(5).uniform(0.2, 1.0, len(x))
-        est = mf.SplineFlow(x, bounds=bounds, weights=w, transform=transform, seed=3, n_bins=6, **SMALL)
+        est = cls(x, bounds=bounds, weights=w, transform=transform, seed=3, **SMALL, **kw)
         est.fit(**FIT)
         return est
 
@@ -78,27 +69,16 @@ def _two_mode_samples(n=3000, seed=4):
     return x, np.array([[-5.0, 5.0], [2.5, INF]])
 
 
-def _piecewise(sample_fn):
-    def make():
-        x, bounds = sample_fn()
-        w = np.random.default_rng(5).uniform(0.2, 1.0, len(x))
-        est = mf.PiecewiseMAF(x, bounds=bounds, weights=w, n_clusters=2, seed=3, **SMALL)
-        est.fit(**FIT)
-        return est
-
-    return make
-
-
 ESTIMATOR_CASES = {
-    "piecewise-two-modes": _piecewise(_two_mode_samples),
+    "piecewise-two-modes": _trained(mf.PiecewiseMAF, _two_mode_samples, n_clusters=2),
     "kde-unbounded": _kde(_unbounded_samples),
     "kde-box-probit": _kde(_box_samples),
     "kde-mixed-logit": _kde(_mixed_samples, "logit"),
-    "maf-unbounded": _maf(_unbounded_samples),
-    "maf-box-probit": _maf(_box_samples),
-    "maf-mixed-logit": _maf(_mixed_samples, "logit"),
-    "spline-box-probit": _spline(_box_samples),
-    "spline-mixed-logit": _spline(_mixed_samples, "logit"),
+    "maf-unbounded": _trained(mf.MAF, _unbounded_samples),
+    "maf-box-probit": _trained(mf.MAF, _box_samples),
+    "maf-mixed-logit": _trained(mf.MAF, _mixed_samples, "logit"),
+    "spline-box-probit": _trained(mf.SplineFlow, _box_samples, n_bins=6),
+    "spline-mixed-logit": _trained(mf.SplineFlow, _mixed_samples, "logit", n_bins=6),
 }
 
 _cache = {}

@@ -17,13 +17,18 @@ import margflow as mf
 BOX2 = np.array([[0.0, 1.0], [0.0, 1.0]])
 
 
-def _grid_log_integral(fn, n=401):
-    """log ∫ exp(fn) over the unit square (trapezoid on an n x n grid)."""
+def _unit_square(n):
+    """Points of an n x n grid on the unit square and their log trapezoid weights."""
     g = np.linspace(0, 1, n)
     xx = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
     w = np.full(n, g[1])
     w[[0, -1]] /= 2
-    logw = np.log(np.outer(w, w)).ravel()
+    return xx, np.log(np.outer(w, w)).ravel()
+
+
+def _grid_log_integral(fn, n=401):
+    """log ∫ exp(fn) over the unit square."""
+    xx, logw = _unit_square(n)
     return logsumexp(fn(xx) + logw)
 
 
@@ -155,10 +160,9 @@ def test_joint_matches_parameters_by_name():
 
 def _grid_stats(log_like, n=801):
     """logZ, D_KL, logL_P, d_G of log_like under the uniform unit-square prior, by quadrature."""
-    g = np.linspace(0, 1, n)
-    xx = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    xx, logw = _unit_square(n)
     ll = log_like(xx)
-    logw = ll + 2 * np.log(g[1])
+    logw = ll + logw
     logz = logsumexp(logw)
     p = np.exp(logw - logz)
     mean = np.sum(p * ll)
