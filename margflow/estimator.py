@@ -289,6 +289,63 @@ class DensityEstimator:
         """Inverse of :meth:`transform`: parameters → unit hypercube."""
         return self._run("inverse_transform", self._inside_rows(theta), self._interior)
 
+    def bootstrap(self, n=8, *, seed=None, progress=True):
+        """``n`` refits of this estimator on Bayesian-bootstrap reweightings of its samples.
+
+        Refit ``b`` uses the same samples, settings, bounds and training
+        settings, with every weight multiplied by an independent Exp(1) draw
+        (the Bayesian bootstrap: a resample of the samples with continuous
+        counts) and a fresh seed (initial weights, validation split,
+        shuffling). The scatter of the refits is the estimator's fit-to-fit
+        uncertainty from the finite sample and from training; pass them as
+        ``ensemble`` to :func:`margflow.marginal_stats`.
+
+        Parameters
+        ----------
+        n : int
+            Number of refits.
+        seed : int, optional
+            Seeds the reweightings and the refits' seeds; default the
+            estimator's seed.
+        progress : bool
+            One progress bar over the refits.
+
+        Returns
+        -------
+        list of DensityEstimator
+            Of this estimator's class. A :class:`~margflow.PiecewiseMAF` keeps
+            its cluster labels (the clustering is not redone).
+        """
+        from tqdm.auto import tqdm
+
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"n must be a positive integer, got {n}")
+        fit_kwargs = self._fit_kwargs()
+        rng = np.random.default_rng([self.seed if seed is None else int(seed), 0x5EED])
+        bar = tqdm(total=n, disable=not progress, desc="bootstrap", unit="fit")
+        out = []
+        try:
+            for _ in range(n):
+                member_seed = int(rng.integers(2**31))
+                e = rng.standard_exponential(len(self.data.weights))
+                est = type(self)(
+                    self.data.theta,
+                    params=self.params,
+                    bounds=self.bounds,
+                    weights=self.data.weights * e,
+                    seed=member_seed,
+                    **self._settings(),
+                )
+                est.bootstrap_weights, est._bootstrap_of = e, self.data
+                if fit_kwargs is not None:
+                    est.fit(**fit_kwargs, seed=member_seed, progress=False)
+                out.append(est)
+                bar.update()
+        finally:
+            bar.close()
+        return out
+
     def save(self, path):
         """Write the estimator to one file (see :func:`margflow.load`)."""
         from margflow.io import save
@@ -305,6 +362,15 @@ class DensityEstimator:
         from margflow.io import from_bytes, to_bytes
 
         return from_bytes, (to_bytes(self),)
+
+    # -- rebuilding (bootstrap) --------------------------------------------------
+    def _settings(self):
+        """Constructor keywords, besides samples, params, bounds, weights and seed, that rebuild this estimator."""
+        return {"transform": self._pre.box.kind}
+
+    def _fit_kwargs(self):
+        """Keywords of the ``fit`` call a rebuilt estimator needs (without seed), or None for no training."""
+        return None
 
     # -- state for io -----------------------------------------------------------
     def _get_state(self):

@@ -98,7 +98,11 @@ class KDE(DensityEstimator):
         super().__init__(samples, params=params, bounds=bounds, weights=weights, transform=transform, seed=seed)
         z, w = self._place_kernels()
         h = _bandwidth(bandwidth, z, w, int(cv_rows), self.seed)
-        self.config = {"bandwidth": bandwidth if isinstance(bandwidth, str) else float(bandwidth), "h": h}
+        self.config = {
+            "bandwidth": bandwidth if isinstance(bandwidth, str) else float(bandwidth),
+            "h": h,
+            "cv_rows": int(cv_rows),
+        }
         self._h = tf.constant(h, tf.float64)
 
     def _kernels(self):
@@ -133,6 +137,13 @@ class KDE(DensityEstimator):
         idx = rng.choice(len(self._w), size=n, p=self._w)
         z = self._centers.numpy()[idx] + self.bandwidth * rng.standard_normal((n, self.dim))
         return self._pre.inverse(z)[0].numpy()
+
+    def _settings(self):
+        return {
+            **super()._settings(),
+            "bandwidth": self.config["bandwidth"],
+            "cv_rows": self.config.get("cv_rows", 2000),
+        }
 
     def _get_state(self):
         return dict(self.config), {}

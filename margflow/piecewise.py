@@ -268,6 +268,12 @@ class PiecewiseMAF(DensityEstimator):
             bar.close()
         return self.history
 
+    def _settings(self):
+        return {**super()._settings(), "labels": self._labels, **self.config["maf"]}
+
+    def _fit_kwargs(self):
+        return self.members[0]._fit_kwargs()
+
     # -- the mixture ------------------------------------------------------------
     def _member_log_probs(self, x):
         return np.stack([m.log_prob(x) for m in self.members]) + np.log(self.mixture_weights)[:, None]

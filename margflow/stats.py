@@ -35,7 +35,9 @@ _LABELS = {
 }
 
 
-def marginal_stats(estimator, prior=None, nsamples=500, *, samples=None, logZ=None, ensemble=None, seed=None):
+def marginal_stats(
+    estimator, prior=None, nsamples=500, *, samples=None, logZ=None, ensemble=None, seed=None, progress=True
+):
     """Draws of the marginal D_KL and d_G of the estimator's parameters (and logZ, logL_P when Z is known).
 
     Parameters
@@ -53,12 +55,16 @@ def marginal_stats(estimator, prior=None, nsamples=500, *, samples=None, logZ=No
     logZ : float, optional
         The evidence, when the samples do not carry it (nested-sampling input
         does; a model file keeps its value).
-    ensemble : list of DensityEstimator, optional
-        Further fits of the same posterior (other seeds, bootstrap resamples).
-        Draw ``j`` uses ``[estimator, *ensemble][j % M]``, so the spread of
-        the draws includes the estimators' fit-to-fit scatter.
+    ensemble : int or list of DensityEstimator, optional
+        Further fits of the same posterior: a number ``n`` makes ``n``
+        bootstrap refits (:meth:`~margflow.DensityEstimator.bootstrap`), or
+        give fits of your own (other seeds, architectures). Draw ``j`` uses
+        ``[estimator, *ensemble][j % M]``, so the spread of the draws includes
+        the fit-to-fit scatter and their mean is the ensemble's average.
     seed : int, optional
-        Seeds the weight draws.
+        Seeds the weight draws (and the bootstrap refits).
+    progress : bool
+        Progress bar of the bootstrap refits.
 
     Returns
     -------
@@ -80,7 +86,12 @@ def marginal_stats(estimator, prior=None, nsamples=500, *, samples=None, logZ=No
       anesthetic ``NestedSamples``: each draw also uses one of anesthetic's
       simulated log-weights (``logw(nsamples)``), so ``logZ`` and the weights
       vary together as in ``NestedSamples.stats``.
-    - **Estimator scatter**, only with ``ensemble``.
+    - **Estimator scatter**, only with ``ensemble``: with bootstrap refits,
+      the scatter of a fit to a finite sample (and of its training noise),
+      added to the Monte Carlo error in quadrature. Flows fit to an effective
+      sample size of a few thousand scatter in ``d_G`` as much as the Monte
+      Carlo error or more, so use it there (see benchmarks/RESULTS-stats.md);
+      it costs ``n`` fits.
     - Not covered: a bias the estimator shares across fits (too smooth a
       density lowers d_G; see the benchmarks for each estimator's bias).
     """
@@ -88,10 +99,16 @@ def marginal_stats(estimator, prior=None, nsamples=500, *, samples=None, logZ=No
     if nsamples < 1:
         raise ValueError(f"nsamples must be a positive integer, got {nsamples}")
     data = estimator.data if samples is None else load_samples(samples, params=estimator.params)
-    members = [estimator, *(ensemble or [])]
-    for m in members[1:]:
+    if isinstance(ensemble, (int, np.integer)):
+        ensemble = estimator.bootstrap(ensemble, seed=seed, progress=progress)
+    ensemble = list(ensemble or [])
+    for m in ensemble:
         if list(m.params) != list(estimator.params):
             raise ValueError(f"ensemble member parameters {m.params} differ from the estimator's {estimator.params}")
+    # bootstrap refits of the data averaged over carry their reweighting: the draws are theirs alone
+    own = [getattr(m, "_bootstrap_of", None) is data for m in ensemble]
+    members = ensemble if ensemble and all(own) else [estimator, *ensemble]
+    own = [getattr(m, "_bootstrap_of", None) is data for m in members]
     log_prior = log_density(prior, estimator)
 
     rows = np.flatnonzero(data.weights > 0)
@@ -117,10 +134,15 @@ def marginal_stats(estimator, prior=None, nsamples=500, *, samples=None, logZ=No
         logZ = data.logZ
     d_kl, d_g = np.empty(nsamples), np.empty(nsamples)
     log_w0 = np.log(data.weights[rows])
+    log_boot = [np.log(m.bootstrap_weights[rows]) if o else None for m, o in zip(members, own)]
     for start in range(0, nsamples, _CHUNK):
         cols = np.arange(start, min(start + _CHUNK, nsamples))
         base = log_w0[:, None] if ns_logw is None else ns_logw[:, cols]
-        logw = base + np.log(rng.standard_exponential((len(rows), len(cols))))
+        log_e = np.log(rng.standard_exponential((len(rows), len(cols))))
+        for c, j in enumerate(cols):
+            if own[j % len(members)]:
+                log_e[:, c] = log_boot[j % len(members)]
+        logw = base + log_e
         fj = f[cols % len(members)].T  # (n, chunk): the member of each draw
         d_kl[cols], d_g[cols] = _weighted_mean_dG(logw, fj)
 

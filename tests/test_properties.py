@@ -158,6 +158,21 @@ def test_save_load_identical(estimator, tmp_path):
     assert other.config == estimator.config
 
 
+def test_bootstrap_refits_the_same_estimator(estimator):
+    """A bootstrap refit: same kind, settings and training, samples reweighted by Exp(1), reproducible."""
+    (a,) = estimator.bootstrap(1, seed=4, progress=False)
+    (b,) = estimator.bootstrap(1, seed=4, progress=False)
+    assert type(a) is type(estimator) and a.params == estimator.params
+    np.testing.assert_array_equal(a.bounds, estimator.bounds)
+    np.testing.assert_equal(a._settings(), estimator._settings())
+    assert a._fit_kwargs() == estimator._fit_kwargs()
+    w = estimator.data.weights * a.bootstrap_weights
+    np.testing.assert_allclose(a.data.weights / a.data.weights.sum(), w / w.sum(), rtol=1e-12)
+    x = estimator.sample(500, seed=2)
+    np.testing.assert_array_equal(a.log_prob(x), b.log_prob(x))
+    assert np.abs(a.log_prob(x) - estimator.log_prob(x)).max() > 1e-3
+
+
 def test_compiled_once(estimator):
     """log_prob is one traced function for every batch size."""
     for n in (1, 10, 1000, 10_000):

@@ -120,6 +120,12 @@ class FlowEstimator(DensityEstimator):
         )
         return self.history
 
+    def _fit_kwargs(self):
+        config = getattr(self, "fit_config", None)
+        if config is None:
+            raise ValueError(f"this {type(self).__name__} is untrained; call fit() first")
+        return {k: v for k, v in config.items() if k != "seed"}
+
     def _get_state(self):
         arrays = {f"var{i:03d}": v.numpy() for i, v in enumerate(self._variables)}
         config = dict(self.config)

@@ -112,6 +112,10 @@ class MAF(FlowEstimator):
         init = np.concatenate([graph.made.init(np.random.default_rng([self.seed, i])) for i in range(graph.n_layers)])
         self._variables[0].assign(init)
 
+    def _settings(self):
+        arch = {k: self.config[k] for k in ("n_layers", "hidden", "activation")}
+        return {**super()._settings(), **arch}
+
     def _make_graph(self, config):
         return _maf_graph(self.dim, config["n_layers"], tuple(config["hidden"]), config["activation"])
 

@@ -93,6 +93,9 @@ class SplineFlow(MAF):
             raise ValueError(f"bound must be a positive number, got {bound!r}")
         self._init_architecture(n_layers, hidden, activation, n_bins=int(n_bins), bound=float(bound))
 
+    def _settings(self):
+        return {**super()._settings(), "n_bins": self.config["n_bins"], "bound": self.config["bound"]}
+
     def _make_graph(self, config):
         return _spline_graph(
             self.dim,
