@@ -15,7 +15,7 @@ from margflow._version import __version__  # noqa: E402
 from margflow.bounds import parse_bounds  # noqa: E402
 from margflow.data import SampleData, load_samples  # noqa: E402
 from margflow.estimator import DensityEstimator  # noqa: E402
-from margflow.evidence import EvidenceResult, importance_evidence  # noqa: E402
+from margflow.evidence import EvidenceResult, importance_evidence, reweight  # noqa: E402
 from margflow.flows import MAF, History, SplineFlow, TrainingDivergedError  # noqa: E402
 from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
@@ -39,6 +39,7 @@ __all__ = [
     "load",
     "load_samples",
     "importance_evidence",
+    "reweight",
     "EvidenceResult",
     "marginal_stats",
     "parse_bounds",

@@ -19,7 +19,7 @@ from scipy.special import logsumexp
 
 from margflow.densities import UniformBox, _Estimator, _Scipy, log_density
 
-__all__ = ["importance_evidence", "EvidenceResult"]
+__all__ = ["importance_evidence", "reweight", "EvidenceResult"]
 
 
 @dataclass
@@ -82,6 +82,41 @@ class EvidenceResult:
             mean, d_g[cols] = _weighted_mean_dG(lw, ll[:, None])
             d_kl[cols] = mean - logZ[cols]
         return _frame(d_kl, d_g, logZ)
+
+    @property
+    def ess_fraction(self):
+        """Effective sample size as a fraction of the trials, ``⟨w⟩² / ⟨w²⟩`` in [0, 1]
+        (``1/⟨(p/q)²⟩_q`` for normalised p): 1 when the proposal is the target."""
+        return self.ess / self.n
+
+    def expect(self, fn):
+        """Reweighted expectation ``Σ w f(θ) / Σ w`` and its standard error.
+
+        Parameters
+        ----------
+        fn : callable
+            Takes the (m, d) samples and returns m values, or (m, k) for k
+            functions at once.
+
+        Returns
+        -------
+        mean, err : float or ndarray (k,)
+            The error is the delta-method error of a self-normalised
+            importance average, ``√(Σ w² (f - mean)²)`` with the weights
+            normalised to one.
+        """
+        f = np.asarray(fn(self.samples), dtype=np.float64)
+        m = len(self.samples)
+        if f.shape[:1] != (m,) or f.ndim > 2:
+            raise ValueError(f"fn must return {m} values or an ({m}, k) array for the {m} samples, got {f.shape}")
+        w = self.weights.reshape((m,) + (1,) * (f.ndim - 1))
+        mean = np.sum(w * f, axis=0)
+        return mean, np.sqrt(np.sum(w**2 * (f - mean) ** 2, axis=0))
+
+    def resample(self, m, seed=None):
+        """``m`` equal-weight samples drawn from the weighted samples (with replacement)."""
+        rng = np.random.default_rng(seed)
+        return self.samples[rng.choice(len(self.samples), size=int(m), p=self.weights)]
 
     def to_anesthetic(self):
         """The weighted posterior samples as an ``anesthetic.Samples``."""
@@ -205,6 +240,66 @@ def importance_evidence(
         params=list(proposal.params),
         log_likelihood=log_l[positive],
     )
+
+
+def reweight(estimator, log_target, n=10_000, *, vectorized=True, batch_size=4096, seed=None, progress=True):
+    """Importance weights ``p/q`` that correct an estimator ``q`` toward a target density ``p``.
+
+    Draws ``n`` points from the estimator and weights each by ``p̃(θ) / q(θ)``
+    for an unnormalised target log-density ``log p̃`` (for example a
+    posterior's ``log L + log π``). The weighted samples are then samples of
+    ``p``, whatever the estimator's residual error, as long as its support
+    covers ``p``'s.
+
+    Parameters
+    ----------
+    estimator : DensityEstimator
+        The proposal ``q``.
+    log_target : callable
+        ``log p̃(θ)``, unnormalised; ``-inf`` where ``p`` vanishes.
+    n, vectorized, batch_size, seed, progress
+        As for :func:`importance_evidence`.
+
+    Returns
+    -------
+    EvidenceResult
+        ``weights`` (normalised), ``ess`` and ``ess_fraction`` (1 when ``q``
+        is ``p``), :meth:`~EvidenceResult.expect` for reweighted expectations
+        with errors, :meth:`~EvidenceResult.resample` for equal-weight samples,
+        and ``logZ ± logZ_err``, the log of ``∫ p̃`` over the estimator's
+        bounds.
+
+    Examples
+    --------
+    >>> import numpy as np, margflow as mf
+    >>> x = np.random.default_rng(0).normal(0.0, 1.3, size=(2000, 2))
+    >>> q = mf.KDE(x, bounds=[[-8, 8], [-8, 8]])
+    >>> res = mf.reweight(q, lambda t: -0.5 * np.sum(t**2, axis=1), n=4000, seed=1, progress=False)
+    >>> mean, err = res.expect(lambda t: t[:, 0] ** 2)
+    >>> bool(abs(mean - 1.0) < 4 * err), 0 < res.ess_fraction <= 1
+    (True, True)
+    """
+    return importance_evidence(
+        log_target,
+        estimator,
+        prior=_Support(estimator),
+        n=n,
+        vectorized=vectorized,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+    )
+
+
+class _Support:
+    """A flat, unnormalised "prior": ``log π = 0`` inside the bounds, ``-inf`` outside, so the importance
+    weights of :func:`importance_evidence` are ``p̃ / q``."""
+
+    def __init__(self, estimator):
+        self.box = estimator._pre.box
+
+    def __call__(self, theta):
+        return np.where(self.box.contains(theta), 0.0, -np.inf)
 
 
 def _prior_draws(log_prior, k, rng):
