@@ -272,7 +272,7 @@ class PiecewiseMAF(DensityEstimator):
         return {**super()._settings(), "labels": self._labels, **self.config["maf"]}
 
     def _fit_kwargs(self):
-        return self.members[0]._fit_kwargs()
+        return {k: v for k, v in self.members[0]._fit_kwargs().items() if k != "loss"}  # members train on NLL
 
     # -- the mixture ------------------------------------------------------------
     def _member_log_probs(self, x):

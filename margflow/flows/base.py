@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from margflow.estimator import DensityEstimator
-from margflow.flows.train import History, train, weighted_nll
+from margflow.flows.train import History, forward_kl, jeffreys, train, weighted_nll
 
 __all__ = ["FlowEstimator"]
 
@@ -42,11 +43,35 @@ class FlowEstimator(DensityEstimator):
     def _model_args(self):
         return (self._variables, self._consts)
 
-    def _training_data(self):
-        """Training rows in z-space and their weights (zero-weight rows left out)."""
+    def _training_data(self, log_density=None):
+        """Training rows in z-space and their weights (zero-weight rows left out); with the
+        samples' log-densities (one per row of ``self.data``), those in z-space as a last column."""
         keep = self.data.weights > 0
-        z, _ = self._pre.forward(self.data.theta[keep])
-        return z.numpy(), self.data.weights[keep]
+        z, log_det = self._pre.forward(self.data.theta[keep])
+        z = z.numpy()
+        if log_density is not None:
+            z = np.column_stack([z, log_density[keep] - log_det.numpy()])
+        return z, self.data.weights[keep]
+
+    def _sample_log_density(self, log_density):
+        """The target's log-density at each row of ``self.data``, from an array or a callable."""
+        theta = self.data.theta
+        if callable(log_density):
+            values = np.asarray(log_density(theta), dtype=np.float64)
+        else:
+            values = np.asarray(log_density, dtype=np.float64)
+            kept = self.data.kept
+            if kept is not None and values.shape == (len(kept),) and len(kept) != len(theta):
+                values = values[kept]  # one per input row: follow the rows the intake kept
+        if values.shape != (len(theta),):
+            raise ValueError(f"log_density must give one value per sample ({len(theta)}), got shape {values.shape}")
+        used = self.data.weights > 0
+        if not np.all(np.isfinite(values[used])):
+            raise ValueError(
+                f"log_density is not finite at {int(np.sum(~np.isfinite(values[used])))} weighted samples; "
+                "a sample of the target must have a finite log-density"
+            )
+        return values
 
     def fit(
         self,
@@ -60,8 +85,11 @@ class FlowEstimator(DensityEstimator):
         ema_decay=0.99,
         seed=None,
         progress=True,
+        loss="nll",
+        log_density=None,
     ):
-        """Train on the weighted samples by minimising the weighted negative log-likelihood.
+        """Train on the weighted samples by minimising the weighted negative log-likelihood
+        (or a divergence, when the samples' target log-densities are known).
 
         Minibatches are shuffled each epoch; the learning rate halves when the
         validation loss stalls for ``patience // 5`` epochs; training stops
@@ -83,12 +111,40 @@ class FlowEstimator(DensityEstimator):
             Seeds the validation split and shuffling; default the estimator's seed.
         progress : bool
             Show a progress bar with the live loss.
+        loss : {"nll", "kl", "jeffreys"}
+            ``"nll"``: the weighted negative log-likelihood (samples only).
+            ``"kl"``: the forward ``KL(p‖q)``, the same gradient as ``"nll"``
+            but a divergence as the loss value (exact with a normalised
+            ``log_density``). ``"jeffreys"``: ``KL(p‖q) + KL(q‖p)``, the
+            second term by self-normalised importance weights over each batch
+            (Yamauchi et al. 2023); an unknown constant in ``log_density``
+            cancels, so the loss is the divergence itself. That estimate of
+            ``KL(q‖p)`` only sees where the samples are: it is good when the
+            flow is close to the target, and a flow that cannot represent the
+            target can lower it by moving mass away from the samples (measured:
+            a one-layer MAF on a banana reached KL(q‖p) of 3.5e6 nats on
+            fresh draws). Check the fit on fresh draws, or use ``"nll"``.
+        log_density : array_like or callable, optional
+            The target's log-density at the samples (up to a constant), one
+            per sample, or a function of (n, d) parameters; needed for
+            ``"kl"`` and ``"jeffreys"``.
 
         Returns
         -------
         History
         """
-        z, w = self._training_data()
+        losses = {"nll": weighted_nll, "kl": forward_kl, "jeffreys": jeffreys}
+        if loss not in losses:
+            raise ValueError(f"loss must be one of {sorted(losses)}, got {loss!r}")
+        if (loss == "nll") != (log_density is None):
+            raise ValueError(
+                f'loss="{loss}" '
+                + ("needs log_density" if log_density is None else "takes no log_density")
+                + ': "kl" and "jeffreys" use the samples\' target log-densities, "nll" the samples alone'
+            )
+        if log_density is not None:
+            self._log_density = self._sample_log_density(log_density)
+        z, w = self._training_data(None if loss == "nll" else self._log_density)
         seed = self.seed if seed is None else seed
         self.fit_config = {
             "epochs": epochs,
@@ -99,9 +155,10 @@ class FlowEstimator(DensityEstimator):
             "clip_norm": clip_norm,
             "ema_decay": ema_decay,
             "seed": seed,
+            "loss": loss,
         }
         self.history = train(
-            weighted_nll(self._graph.log_prob),
+            losses[loss](self._graph.log_prob),
             self._variables,
             z,
             w,
@@ -124,7 +181,15 @@ class FlowEstimator(DensityEstimator):
         config = getattr(self, "fit_config", None)
         if config is None:
             raise ValueError(f"this {type(self).__name__} is untrained; call fit() first")
-        return {k: v for k, v in config.items() if k != "seed"}
+        out = {k: v for k, v in config.items() if k != "seed"}
+        if out.get("loss", "nll") != "nll":
+            if getattr(self, "_log_density", None) is None:
+                raise ValueError(
+                    f'this flow was trained with loss="{out["loss"]}" and its samples\' log-densities are not '
+                    "kept in the model file; refit it with log_density before refitting it again"
+                )
+            out["log_density"] = self._log_density
+        return out
 
     def _get_state(self):
         arrays = {f"var{i:03d}": v.numpy() for i, v in enumerate(self._variables)}

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from margflow import _xla
 
-__all__ = ["History", "TrainingDivergedError", "train", "split_indices", "weighted_nll"]
+__all__ = ["History", "TrainingDivergedError", "train", "split_indices", "weighted_nll", "forward_kl", "jeffreys"]
 
 
 @dataclass
@@ -105,6 +105,41 @@ def weighted_nll(log_prob_fn):
 
     def loss(variables, consts, x, w):
         return -tf.reduce_mean(w * log_prob_fn(variables, consts, x))
+
+    return loss
+
+
+@cache
+def forward_kl(log_prob_fn):
+    """``KL(p‖q) ≈ mean(w (log p - log q))`` from samples of ``p`` with their log-densities.
+
+    The last column of ``x`` holds ``log p`` (up to a constant) at the row;
+    the gradient is the negative log-likelihood's, the value a KL estimate
+    (exact when ``log p`` is normalised).
+    """
+
+    def loss(variables, consts, x, w):
+        lq = log_prob_fn(variables, consts, x[:, :-1])
+        return tf.reduce_mean(w * (x[:, -1] - lq))
+
+    return loss
+
+
+@cache
+def jeffreys(log_prob_fn):
+    """The Jeffreys divergence ``KL(p‖q) + KL(q‖p)`` from samples of ``p`` with their log-densities.
+
+    ``KL(q‖p) = E_p[(q/p) (log q - log p)]`` is estimated with self-normalised
+    importance weights ``∝ w q/p`` over the batch (Yamauchi et al. 2023,
+    Eq. 15): an unknown constant in ``log p`` (last column of ``x``) then
+    cancels between the two terms, so the value is the divergence itself.
+    """
+
+    def loss(variables, consts, x, w):
+        lp = x[:, -1]
+        lq = log_prob_fn(variables, consts, x[:, :-1])
+        r = tf.nn.softmax(tf.math.log(w) + lq - lp)
+        return tf.reduce_mean(w * (lp - lq)) + tf.reduce_sum(r * (lq - lp))
 
     return loss
 
