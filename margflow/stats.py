@@ -58,9 +58,12 @@ def marginal_stats(
     ensemble : int or list of DensityEstimator, optional
         Further fits of the same posterior: a number ``n`` makes ``n``
         bootstrap refits (:meth:`~margflow.DensityEstimator.bootstrap`), or
-        give fits of your own (other seeds, architectures). Draw ``j`` uses
-        ``[estimator, *ensemble][j % M]``, so the spread of the draws includes
-        the fit-to-fit scatter and their mean is the ensemble's average.
+        give fits of your own (other seeds, architectures). Bootstrap refits
+        of the samples averaged over replace the estimator: draw ``j`` uses
+        refit ``j % M`` averaged under that refit's own reweighting. Other
+        fits join it: draw ``j`` uses ``[estimator, *ensemble][j % M]`` with
+        fresh weights. Either way the spread of the draws includes the
+        fit-to-fit scatter and their mean is the ensemble's average.
     seed : int, optional
         Seeds the weight draws (and the bootstrap refits).
     progress : bool
@@ -86,12 +89,15 @@ def marginal_stats(
       anesthetic ``NestedSamples``: each draw also uses one of anesthetic's
       simulated log-weights (``logw(nsamples)``), so ``logZ`` and the weights
       vary together as in ``NestedSamples.stats``.
-    - **Estimator scatter**, only with ``ensemble``: with bootstrap refits,
-      the scatter of a fit to a finite sample (and of its training noise),
-      added to the Monte Carlo error in quadrature. Flows fit to an effective
-      sample size of a few thousand scatter in ``d_G`` as much as the Monte
-      Carlo error or more, so use it there (see benchmarks/RESULTS-stats.md);
-      it costs ``n`` fits.
+    - **Estimator scatter**, only with ``ensemble``. Bootstrap refits give a
+      full bootstrap of fit and average together: the scatter of a fit to a
+      finite sample (and its training noise) with its correlation to the
+      Monte Carlo error, which adding the two in quadrature would overstate
+      (twice, for a KDE's d_G). Fits of your own (seeds) add in quadrature.
+      Flows fit to an effective sample size of a few thousand scatter in
+      ``d_G`` as much as the Monte Carlo error, so use ``ensemble=16`` there
+      (see benchmarks/RESULTS-stats.md); it costs that many fits, and the
+      std of 16 values is known to ~18%.
     - Not covered: a bias the estimator shares across fits (too smooth a
       density lowers d_G; see benchmarks/RESULTS-stats.md for each
       estimator's bias). A known one: when the posterior reaches within a few
