@@ -19,6 +19,8 @@ _ELEMENTS = 1 << 22
 #: the "cv" bandwidth is chosen on at most this many kernels (a weighted
 #: draw), then rescaled to the full effective sample size
 _CV_KERNELS = 20_000
+#: default rows of the "cv" bandwidth's likelihood
+_CV_ROWS = 2000
 #: coordinates of the base point beyond this many standard deviations are
 #: solved in float64 (float32 cannot hold their tail probabilities)
 _F32_EPS = 5.0
@@ -91,7 +93,7 @@ class KDE(DensityEstimator):
         bounds=None,
         weights=None,
         bandwidth="scott",
-        cv_rows=2000,
+        cv_rows=_CV_ROWS,
         transform="probit",
         seed=0,
     ):
@@ -142,7 +144,7 @@ class KDE(DensityEstimator):
         return {
             **super()._settings(),
             "bandwidth": self.config["bandwidth"],
-            "cv_rows": self.config.get("cv_rows", 2000),
+            "cv_rows": self.config.get("cv_rows", _CV_ROWS),  # files written before it was kept
         }
 
     def _get_state(self):

@@ -118,9 +118,9 @@ def marginal_stats(
         if list(m.params) != list(estimator.params):
             raise ValueError(f"ensemble member parameters {m.params} differ from the estimator's {estimator.params}")
     # bootstrap refits of the data averaged over carry their reweighting: the draws are theirs alone
-    own = [getattr(m, "_bootstrap_of", None) is data for m in ensemble]
-    members = ensemble if ensemble and all(own) else [estimator, *ensemble]
-    own = [getattr(m, "_bootstrap_of", None) is data for m in members]
+    members, own = ensemble, [getattr(m, "_bootstrap_of", None) is data for m in ensemble]
+    if not (members and all(own)):
+        members, own = [estimator, *members], [False, *own]
     log_prior = log_density(prior, estimator)
 
     rows = np.flatnonzero(data.weights > 0)

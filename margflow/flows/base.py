@@ -142,9 +142,9 @@ class FlowEstimator(DensityEstimator):
                 + ("needs log_density" if log_density is None else "takes no log_density")
                 + ': "kl" and "jeffreys" use the samples\' target log-densities, "nll" the samples alone'
             )
-        if log_density is not None:
+        if log_density is not None:  # kept for bootstrap refits (not saved in the model file)
             self._log_density = self._sample_log_density(log_density)
-        z, w = self._training_data(None if loss == "nll" else self._log_density)
+        z, w = self._training_data(None if log_density is None else self._log_density)
         seed = self.seed if seed is None else seed
         self.fit_config = {
             "epochs": epochs,
