@@ -132,6 +132,10 @@ class DensityEstimator:
     weights : array_like, optional
     transform : {"probit", "logit"}
         Map from a two-sided prior range to the real line.
+    blend : "auto", float or array_like of shape (d,)
+        Weight of a linear term added to that map (see
+        :func:`margflow.bounds.choose_blend`); ``"auto"`` chooses it per
+        parameter from the samples, 0 keeps the plain probit/logit.
     seed : int
     """
 
@@ -146,10 +150,10 @@ class DensityEstimator:
         super().__init_subclass__(**kwargs)
         DensityEstimator.registry[cls.__name__] = cls
 
-    def __init__(self, samples, *, params=None, bounds=None, weights=None, transform="probit", seed=0):
+    def __init__(self, samples, *, params=None, bounds=None, weights=None, transform="probit", blend="auto", seed=0):
         data = load_samples(samples, params=params, weights=weights, bounds=bounds)
         positive = data.weights > 0
-        pre = Preprocessor.fit(data.theta[positive], data.weights[positive], data.bounds, data.params, transform)
+        pre = Preprocessor.fit(data.theta[positive], data.weights[positive], data.bounds, data.params, transform, blend)
         self._setup(data, pre, seed)
 
     def _setup(self, data: SampleData, pre: Preprocessor, seed):
@@ -366,7 +370,9 @@ class DensityEstimator:
     # -- rebuilding (bootstrap) --------------------------------------------------
     def _settings(self):
         """Constructor keywords, besides samples, params, bounds, weights and seed, that rebuild this estimator."""
-        return {"transform": self._pre.box.kind}
+        # a blend chosen from the samples is chosen again on the refit's weights, like the whitening
+        blend = "auto" if self._pre.auto_blend else self._pre.box.blend
+        return {"transform": self._pre.box.kind, "blend": blend}
 
     def _fit_kwargs(self):
         """Keywords of the ``fit`` call a rebuilt estimator needs (without seed), or None for no training."""

@@ -23,7 +23,7 @@ __all__ = ["save", "load", "read_metadata", "ModelFileError", "FORMAT_VERSION"]
 
 FORMAT_NAME = "margflow"
 #: bump when a file written now could not be read by an older margflow
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class ModelFileError(ValueError):

@@ -95,9 +95,12 @@ class KDE(DensityEstimator):
         bandwidth="scott",
         cv_rows=_CV_ROWS,
         transform="probit",
+        blend="auto",
         seed=0,
     ):
-        super().__init__(samples, params=params, bounds=bounds, weights=weights, transform=transform, seed=seed)
+        super().__init__(
+            samples, params=params, bounds=bounds, weights=weights, transform=transform, blend=blend, seed=seed
+        )
         z, w = self._place_kernels()
         h = _bandwidth(bandwidth, z, w, int(cv_rows), self.seed)
         self.config = {

@@ -90,9 +90,12 @@ class PiecewiseMAF(DensityEstimator):
         hidden=(32, 32),
         activation="tanh",
         transform="probit",
+        blend="auto",
         seed=0,
     ):
-        super().__init__(samples, params=params, bounds=bounds, weights=weights, transform=transform, seed=seed)
+        super().__init__(
+            samples, params=params, bounds=bounds, weights=weights, transform=transform, blend=blend, seed=seed
+        )
         if labels is not None and n_clusters is not None:
             raise ValueError("give labels or n_clusters, not both")
         if labels is not None:
@@ -119,6 +122,7 @@ class PiecewiseMAF(DensityEstimator):
                 bounds=self.bounds,
                 weights=self.data.weights[index == k],
                 transform=transform,
+                blend=blend,
                 seed=self.seed + k,
                 **self.config["maf"],
             )

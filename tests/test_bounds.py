@@ -4,7 +4,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from margflow.bounds import BoxTransform, Preprocessor, Whitening, auto_bounds, ndtri, parse_bounds
+from margflow.bounds import (
+    BLEND_GRID,
+    BLEND_MAX_SD,
+    BoxTransform,
+    Preprocessor,
+    Whitening,
+    auto_bounds,
+    choose_blend,
+    ndtri,
+    parse_bounds,
+)
 
 INF = np.inf
 # two-sided, lower-only, upper-only, unbounded
@@ -18,9 +28,10 @@ def _inside(n, seed=0):
     )
 
 
+@pytest.mark.parametrize("blend", [None, 3.0])
 @pytest.mark.parametrize("kind", ["probit", "logit"])
-def test_log_det_matches_autodiff(kind):
-    box = BoxTransform(BOUNDS, kind)
+def test_log_det_matches_autodiff(kind, blend):
+    box = BoxTransform(BOUNDS, kind, blend)
     x = tf.constant(_inside(50))
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -36,18 +47,20 @@ def test_log_det_matches_autodiff(kind):
     np.testing.assert_allclose(ld_inv.numpy(), -ld.numpy(), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("blend", [None, 3.0])
 @pytest.mark.parametrize("kind", ["probit", "logit"])
-def test_round_trip(kind):
-    box = BoxTransform(BOUNDS, kind)
+def test_round_trip(kind, blend):
+    box = BoxTransform(BOUNDS, kind, blend)
     x = _inside(1000, seed=1)
     y, _ = box.forward(x)
     x2, _ = box.inverse(y)
     np.testing.assert_allclose(x2.numpy(), x, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("blend", [None, 3.0])
 @pytest.mark.parametrize("kind", ["probit", "logit"])
-def test_finite_on_and_next_to_the_bounds(kind):
-    box = BoxTransform(BOUNDS, kind)
+def test_finite_on_and_next_to_the_bounds(kind, blend):
+    box = BoxTransform(BOUNDS, kind, blend)
     edge = np.array(
         [
             [-1.0, 0.5, 3.0, 0.0],
@@ -76,6 +89,68 @@ def test_ndtri_full_precision_compiled_or_not(jit):
     got = tf.function(ndtri, jit_compile=jit, autograph=False)(tf.constant(p)).numpy()
     ref = reference(p)
     np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["probit", "logit"])
+def test_blended_map_inverts_to_machine_precision(kind):
+    """The blended map's inverse (Newton in the probit/logit) recovers points next to either
+    bound to their distance from it, for weights up to 32, the whole float64 range."""
+    frac = 10.0 ** -np.linspace(1, 300, 300)
+    x = np.concatenate([np.linspace(0, 1, 501)[1:-1], frac, 1 - frac[:15]])
+    for lam in (0.5, 4.0, 16.0, 32.0):
+        box = BoxTransform(np.array([[0.0, 1.0]]), kind, lam)
+        y, ld = box.forward(x[:, None])
+        x2, ld2 = box.inverse(y)
+        dist = np.minimum(x, 1 - x)
+        assert np.max(np.abs(x2.numpy()[:, 0] - x) / dist) < 1e-12, lam
+        np.testing.assert_allclose(ld2.numpy(), -ld.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_choose_blend_follows_the_shape_near_the_bounds():
+    """Samples pressed on a bound keep a small linear weight, uniform samples none, samples well
+    inside the range the largest weight whose Gaussian in y still falls to zero at the bounds
+    (sd of y at most BLEND_MAX_SD); one-sided and open columns get 0."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    x = np.column_stack(
+        [
+            rng.uniform(0, 1, n),
+            rng.beta(2, 5, n),
+            0.5 + 0.05 * rng.normal(size=n),
+            rng.exponential(1, n),
+            rng.normal(size=n),
+        ]
+    )
+    bounds = np.array([[0, 1], [0, 1], [0, 1], [0, INF], [-INF, INF]])
+    lam = choose_blend(x, np.ones(n), bounds)
+    # a narrow Gaussian: y = λ(u - ½) + Φ^{-1}(u) is nearly linear, sd ≈ 0.05 (λ + sqrt(2π))
+    largest = max(g for g in BLEND_GRID if 0.05 * (g + np.sqrt(2 * np.pi)) <= BLEND_MAX_SD)
+    assert lam[0] == 0 and lam[1] <= 1 and lam[2] == largest and lam[3] == lam[4] == 0, lam
+    for j in range(3):
+        y, _ = BoxTransform(bounds[j : j + 1], "probit", lam[j]).forward(x[:, j : j + 1])
+        assert lam[j] == 0 or y.numpy().std() <= BLEND_MAX_SD
+    # the weights count: the same uniform column reweighted into a narrow bump
+    w = np.exp(-0.5 * ((x[:, 0] - 0.5) / 0.05) ** 2)
+    assert choose_blend(x[:, :1], w, bounds[:1])[0] == largest
+
+
+def test_preprocessor_blend_given_chosen_and_from_old_files():
+    x = _inside(400, seed=6)
+    auto = Preprocessor.fit(x, np.ones(400), BOUNDS, list("abcd"))
+    assert auto.auto_blend and auto.box.blend[1:].tolist() == [0, 0, 0]
+    fixed = Preprocessor.fit(x, np.ones(400), BOUNDS, list("abcd"), blend=2.0)
+    assert not fixed.auto_blend and fixed.box.blend.tolist() == [2, 0, 0, 0]
+    with pytest.raises(ValueError, match="one number per parameter"):
+        Preprocessor.fit(x, np.ones(400), BOUNDS, list("abcd"), blend=[1.0, 2.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        Preprocessor.fit(x, np.ones(400), BOUNDS, list("abcd"), blend=-1.0)
+    st = auto.state()
+    again = Preprocessor.from_state(st["arrays"], st["config"])
+    assert again.auto_blend and np.array_equal(again.box.blend, auto.box.blend)
+    # a file from before the blend existed: plain probit, as given
+    arrays = {k: v for k, v in st["arrays"].items() if k != "blend"}
+    old = Preprocessor.from_state(arrays, {"kind": "probit"})
+    assert not old.auto_blend and not old.box.blend.any()
 
 
 def test_contains_includes_the_bounds():

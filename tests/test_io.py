@@ -24,11 +24,11 @@ def test_file_holds_everything_without_pickle(saved):
     flow, path = saved
     with np.load(path, allow_pickle=False) as npz:  # loading never unpickles
         names = set(npz.files)
-    assert {"__meta__", "pre.bounds", "pre.mean", "pre.chol", "data.theta", "data.weights"} <= names
+    assert {"__meta__", "pre.bounds", "pre.blend", "pre.mean", "pre.chol", "data.theta", "data.weights"} <= names
     meta = read_metadata(path)
     assert meta["format"] == "margflow" and meta["format_version"] == FORMAT_VERSION
     assert meta["margflow_version"] == mf.__version__ and meta["class"] == "MAF"
-    assert meta["params"] == ["a", "b"] and meta["preprocessing"] == {"kind": "logit"}
+    assert meta["params"] == ["a", "b"] and meta["preprocessing"] == {"kind": "logit", "auto_blend": True}
     assert meta["config"]["n_layers"] == 2 and meta["config"]["hidden"] == [8, 8]
     assert meta["config"]["fit"]["epochs"] == 3 and len(meta["config"]["history"]["loss"]) == 3
 
@@ -89,9 +89,9 @@ def test_foreign_files(tmp_path):
         mf.load(pickled)
 
 
-def _rewrite_meta(path, out, change):
+def _rewrite_meta(path, out, change, drop=()):
     with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+        arrays = {k: npz[k] for k in npz.files if k not in drop}
     meta = json.loads(bytes(arrays["__meta__"]).decode())
     change(meta)
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -105,6 +105,24 @@ def test_newer_format_asks_for_an_upgrade(saved, tmp_path):
     _rewrite_meta(path, newer, lambda m: m.update(format_version=FORMAT_VERSION + 1, margflow_version="9.0"))
     with pytest.raises(ModelFileError, match="upgrade margflow"):
         mf.load(newer)
+
+
+def test_format_1_files_load_as_the_plain_probit(box_data, tmp_path):
+    """Format 1 had no blended box map: such a file is read as the plain probit it was written with."""
+    x, bounds = box_data
+    flow = mf.MAF(x, bounds=bounds, n_layers=2, hidden=(8, 8), blend=0.0)
+    flow.fit(epochs=2, progress=False)
+    flow.save(tmp_path / "new.mflow")
+    old = tmp_path / "old.mflow"
+    _rewrite_meta(
+        tmp_path / "new.mflow",
+        old,
+        lambda m: (m.update(format_version=1), m["preprocessing"].pop("auto_blend")),
+        drop=("pre.blend",),
+    )
+    back = mf.load(old)
+    assert not back._pre.box.blend.any() and not back._pre.auto_blend
+    np.testing.assert_array_equal(back.log_prob(x[:50]), flow.log_prob(x[:50]))
 
 
 def test_unknown_class_and_inconsistent_weights(saved, tmp_path):

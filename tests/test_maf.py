@@ -177,3 +177,27 @@ def test_made_is_autoregressive():
         assert np.all(jac[:, np.triu_indices(d)[0], np.triu_indices(d)[1]] == 0)
         lower = np.abs(jac).max(axis=0)[np.tril_indices(d, -1)]
         assert lower.min() > 0  # and every allowed connection is used
+
+
+def test_blended_box_map_lets_the_flow_fit_a_posterior_inside_its_range():
+    """A Gaussian well inside its box (sd 0.1 of the range): the plain probit stretches its tails,
+    and the flow, starting as a Gaussian in that space, does not learn them from the samples; the
+    blended map chosen from the samples does better. KL(p‖q) on fresh draws, paired, with its
+    standard error; measured 0.0029 (plain) against 0.0010 (chosen) at 10,000 samples."""
+    from scipy.stats import truncnorm
+
+    dist = truncnorm(-5, 5, 0.5, 0.1)
+    rng = np.random.default_rng(11)
+    x, xt = dist.rvs((10_000, 2), random_state=rng), dist.rvs((20_000, 2), random_state=rng)
+    logp = dist.logpdf(xt).sum(axis=1)
+    gap, chosen = {}, {}
+    for blend in ("auto", 0.0):
+        flow = mf.MAF(x, bounds=[[0, 1], [0, 1]], blend=blend, seed=0)
+        flow.fit(progress=False)
+        gap[blend], chosen[blend] = logp - flow.log_prob(xt), flow._pre.box.blend.tolist()
+    assert chosen[0.0] == [0, 0] and min(chosen["auto"]) > 0, chosen
+    diff = gap[0.0] - gap["auto"]
+    se = diff.std() / np.sqrt(len(diff))
+    assert diff.mean() > 5 * se, (diff.mean(), se)
+    # the chosen map leaves an error of the size seen on easy targets
+    assert gap["auto"].mean() < 0.003 + 3 * gap["auto"].std() / np.sqrt(len(xt))

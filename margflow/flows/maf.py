@@ -80,9 +80,12 @@ class MAF(FlowEstimator):
         hidden=(32, 32),
         activation="tanh",
         transform="probit",
+        blend="auto",
         seed=0,
     ):
-        super().__init__(samples, params=params, bounds=bounds, weights=weights, transform=transform, seed=seed)
+        super().__init__(
+            samples, params=params, bounds=bounds, weights=weights, transform=transform, blend=blend, seed=seed
+        )
         self._init_architecture(n_layers, hidden, activation)
 
     def _init_architecture(self, n_layers, hidden, activation, **extra):

@@ -82,10 +82,11 @@ class SplineFlow(MAF):
         n_bins=8,
         bound=5.0,
         transform="probit",
+        blend="auto",
         seed=0,
     ):
         super(MAF, self).__init__(
-            samples, params=params, bounds=bounds, weights=weights, transform=transform, seed=seed
+            samples, params=params, bounds=bounds, weights=weights, transform=transform, blend=blend, seed=seed
         )
         if int(n_bins) != n_bins or n_bins < 2:
             raise ValueError(f"n_bins must be an integer of at least 2, got {n_bins!r}")
