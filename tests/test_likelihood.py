@@ -202,11 +202,21 @@ def _truth():
     }
 
 
+def _information_limit(run, like):
+    """sqrt(1/ESS - 1/N): ESS the Kish size of ``run``'s weights times ``like``, N that of the weights."""
+    w = run.get_weights()
+    theta = run[[0, 1]].to_numpy()
+    lw = np.log(w) + like(theta)
+    v = np.exp(lw - lw.max())
+    return np.sqrt(v @ v / v.sum() ** 2 - w @ w / w.sum() ** 2)
+
+
 def test_tension_statistics_against_quadrature():
     """logR, I, logS and d of two experiments with nuisance parameters against quadrature of the exact
     nuisance-free likelihoods, within 3 reported sigma: all four with the exact marginal densities
-    (the statistics alone); logR, I and logS with MAFs of the nested-sampling runs (d with MAFs is
-    biased high: each MAF's d_G is ~0.25 above the exact density's on the same samples)."""
+    (the statistics alone); logR, I and logS with MAFs of the nested-sampling runs, within 3 times the
+    Monte Carlo bar and the information limit of the chains combined (d with MAFs is biased high,
+    measured +0.25 against +0.5 with the plain probit map)."""
     a, b = _runs()
     truth = _truth()
     likes = [
@@ -222,7 +232,12 @@ def test_tension_statistics_against_quadrature():
         flow.fit(progress=False)
         likes.append(mf.NuisanceFreeLikelihood(flow))
     t = mf.JointLikelihood(*likes).tension(n=20000, nsamples=300, seed=1, progress=False)
+    # The bars are Monte Carlo errors of the quadrature-free estimate; the MAFs add the error of
+    # anything learned from finite chains, at least the information limit sqrt(1/ESS - 1/N): the
+    # Kish ESS of one experiment's likelihood over the other's weighted chain (the smaller one)
+    limit = min(_information_limit(run, like) for run, like in ((a, likes[1]), (b, likes[0])))
     for key in ("logR", "I", "logS"):
-        assert abs(t[key].mean() - truth[key]) < 3 * t[key].std(), (key, t[key].mean(), t[key].std(), truth[key])
+        tol = 3 * np.hypot(t[key].std(), limit)
+        assert abs(t[key].mean() - truth[key]) < tol, (key, t[key].mean(), tol, truth[key])
     with pytest.raises(ValueError, match="same parameters"):
         mf.JointLikelihood(likes[0], _Named([0, 1])).tension()
