@@ -16,7 +16,7 @@ from margflow.bounds import parse_bounds  # noqa: E402
 from margflow.data import SampleData, load_samples  # noqa: E402
 from margflow.estimator import DensityEstimator  # noqa: E402
 from margflow.evidence import EvidenceResult, importance_evidence, reweight  # noqa: E402
-from margflow.flows import MAF, History, SplineFlow, TrainingDivergedError  # noqa: E402
+from margflow.flows import MAF, History, RealNVP, SplineFlow, TrainingDivergedError  # noqa: E402
 from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
 from margflow.likelihood import JointLikelihood, NuisanceFreeLikelihood  # noqa: E402
@@ -26,6 +26,7 @@ from margflow.stats import marginal_stats  # noqa: E402
 __all__ = [
     "__version__",
     "MAF",
+    "RealNVP",
     "SplineFlow",
     "KDE",
     "NuisanceFreeLikelihood",

@@ -77,6 +77,8 @@ ESTIMATOR_CASES = {
     "maf-unbounded": _trained(mf.MAF, _unbounded_samples),
     "maf-box-probit": _trained(mf.MAF, _box_samples),
     "maf-mixed-logit": _trained(mf.MAF, _mixed_samples, "logit"),
+    "realnvp-box-probit": _trained(mf.RealNVP, _box_samples),
+    "realnvp-mixed-logit": _trained(mf.RealNVP, _mixed_samples, "logit"),
     "spline-box-probit": _trained(mf.SplineFlow, _box_samples, n_bins=6),
     "spline-mixed-logit": _trained(mf.SplineFlow, _mixed_samples, "logit", n_bins=6),
 }

@@ -98,10 +98,7 @@ class MAF(FlowEstimator):
             raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
         if self.dim < 2:
             raise ValueError(f"{name} needs at least 2 parameters; use mf.KDE for a single parameter")
-        rng = np.random.default_rng(self.seed)
-        perms = []
-        for i in range(int(n_layers) - 1):
-            perms.append(np.arange(self.dim)[::-1] if self.dim == 2 or i % 2 == 0 else rng.permutation(self.dim))
+        perms = self._permutations(int(n_layers), np.random.default_rng(self.seed))
         self.config = {
             "n_layers": int(n_layers),
             "hidden": hidden,
@@ -111,9 +108,13 @@ class MAF(FlowEstimator):
             "seed": self.seed,
         }
         self._build(self.config)
-        graph = self._graph
-        init = np.concatenate([graph.made.init(np.random.default_rng([self.seed, i])) for i in range(graph.n_layers)])
-        self._variables[0].assign(init)
+        self._variables[0].assign(self._graph.init(self.seed))
+
+    def _permutations(self, n_layers, rng):
+        """The fixed permutation of the parameters between layers: reversed, and random every
+        other layer when d > 2."""
+        d = self.dim
+        return [np.arange(d)[::-1] if d == 2 or i % 2 == 0 else rng.permutation(d) for i in range(n_layers - 1)]
 
     def _settings(self):
         arch = {k: self.config[k] for k in ("n_layers", "hidden", "activation")}
@@ -154,6 +155,10 @@ class _MAFGraph:
         self.d, self.n_layers = d, n_layers
         self.made = MADE(d, hidden, activation, params=self.n_outputs)
         self.size = n_layers * self.made.size
+
+    def init(self, seed):
+        """Initial flat weights: every network's output layer zero, so the flow is the identity."""
+        return np.concatenate([self.made.init(np.random.default_rng([seed, i])) for i in range(self.n_layers)])
 
     def _layer_weights(self, flat):
         return [self.made.split(c) for c in tf.split(flat, self.n_layers)]
