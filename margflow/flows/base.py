@@ -6,8 +6,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from margflow.bounds import parse_bounds, postprocess
+from margflow.data import SampleData
 from margflow.estimator import DensityEstimator
-from margflow.flows.train import History, forward_kl, jeffreys, train, weighted_nll
+from margflow.flows.train import History, forward_kl, jeffreys, reverse_kl, train, weighted_nll
 
 __all__ = ["FlowEstimator"]
 
@@ -134,6 +136,11 @@ class FlowEstimator(DensityEstimator):
         History
         """
         losses = {"nll": weighted_nll, "kl": forward_kl, "jeffreys": jeffreys}
+        if loss == "reverse_kl":
+            raise ValueError(
+                'loss="reverse_kl" fits an unnormalised log-density with no samples: use '
+                f"{type(self).__name__}.variational(log_density, bounds=...)"
+            )
         if loss not in losses:
             raise ValueError(f"loss must be one of {sorted(losses)}, got {loss!r}")
         if (loss == "nll") != (log_density is None):
@@ -182,6 +189,11 @@ class FlowEstimator(DensityEstimator):
         if config is None:
             raise ValueError(f"this {type(self).__name__} is untrained; call fit() first")
         out = {k: v for k, v in config.items() if k != "seed"}
+        if out.get("loss") == "reverse_kl":
+            raise ValueError(
+                "a variational (reverse-KL) fit has no samples to refit on; for the scatter between fits, "
+                "fit again with other seeds"
+            )
         if out.get("loss", "nll") != "nll":
             if getattr(self, "_log_density", None) is None:
                 raise ValueError(
@@ -190,6 +202,166 @@ class FlowEstimator(DensityEstimator):
                 )
             out["log_density"] = self._log_density
         return out
+
+    @classmethod
+    def variational(
+        cls,
+        log_density,
+        *,
+        bounds,
+        params=None,
+        loc=None,
+        scale=None,
+        n_draws=20_000,
+        epochs=1000,
+        batch_size=256,
+        learning_rate=3e-3,
+        patience=50,
+        validation_fraction=0.2,
+        clip_norm=10.0,
+        ema_decay=0.99,
+        seed=0,
+        progress=True,
+        **settings,
+    ):
+        """Fit the flow to an unnormalised log-density with no samples: minimise the reverse KL.
+
+        The flow draws its own points and minimises ``KL(q‖p) - log Z =
+        E_q[log q - log p̃]`` through its sampling map (variational
+        inference). The draws are a fixed pool of ``n_draws`` base points,
+        of which ``validation_fraction`` are held out for early stopping; the
+        loss is the shared training loop's. The reverse KL is mode-seeking:
+        where ``q`` puts no mass it is not penalised, so a flow started in
+        one mode of a multimodal target can stay there. Check
+        ``result.evidence.ess_fraction``.
+
+        Afterwards the estimator's samples are ``n_draws`` fresh draws of
+        the flow with importance weights ``p̃/q`` (:func:`margflow.reweight`),
+        so statistics averaged over them (:func:`margflow.marginal_stats`)
+        are those of ``p``, and ``evidence`` holds the importance-sampling
+        ``logZ ± logZ_err`` of ``p̃`` and the effective sample size.
+
+        Parameters
+        ----------
+        log_density : callable
+            ``log p̃(θ)`` as a TensorFlow function of a float64 tensor of
+            shape (n, d), returning (n,); it must be differentiable (written
+            with ``tf`` operations).
+        bounds : (d, 2) array or dict
+            The support: as for the constructor (``None`` or ``±inf`` sides
+            open). Needed to know ``d`` and the box map.
+        params : list of str, optional
+            Parameter names (default ``"0", "1", ...``); required with a dict.
+        loc, scale : float or (d,) array, optional
+            Centre and width of the starting Gaussian of every parameter that
+            is not bounded on both sides (required for those). Parameters
+            bounded on both sides start uniform over their range.
+        n_draws : int
+            Base draws for training (and flow draws for the importance weights).
+        epochs, batch_size, learning_rate, patience, validation_fraction, clip_norm, ema_decay, seed, progress
+            As for :meth:`fit`.
+        **settings
+            Constructor keywords (architecture, ``transform``, ``blend``).
+
+        Returns
+        -------
+        FlowEstimator
+            Trained, with ``history`` and ``evidence``.
+        """
+        if not callable(log_density):
+            raise ValueError("log_density must be a function of (n, d) parameters")
+        names = params
+        if names is None:
+            if isinstance(bounds, dict):
+                raise ValueError("give params with a dict of bounds (they fix the order of the parameters)")
+            names = [str(i) for i in range(len(np.asarray(bounds, dtype=object)))]
+        box = parse_bounds(bounds, list(names))
+        d = len(box)
+        rng = np.random.default_rng(seed)
+        two = np.all(np.isfinite(box), axis=1)
+        if not two.all() and (loc is None or scale is None):
+            open_ = [names[i] for i in np.flatnonzero(~two)]
+            raise ValueError(f"{open_} are not bounded on both sides: give loc and scale of a starting Gaussian")
+        # reference points: they set the whitening (the flow's starting Gaussian), nothing else
+        ref = rng.uniform(np.where(two, box[:, 0], 0.0), np.where(two, box[:, 1], 1.0), size=(4096, d))
+        if not two.all():
+            g = np.broadcast_to(np.asarray(loc, float), (d,)) + np.broadcast_to(
+                np.asarray(scale, float), (d,)
+            ) * rng.normal(size=(4096, d))
+            lo, hi = box[:, 0], box[:, 1]
+            g = np.where(np.isfinite(lo) & (g < lo), 2 * lo - g, g)  # reflect into a one-sided range
+            g = np.where(np.isfinite(hi) & (g > hi), 2 * hi - g, g)
+            ref = np.where(two, ref, g)
+        est = cls(ref, params=list(names), bounds=box, seed=seed, **settings)
+        target_z = est._target_in_z(log_density)
+        eps = np.random.default_rng([seed, 1]).normal(size=(int(n_draws), d))
+        est.fit_config = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "patience": patience,
+            "validation_fraction": validation_fraction,
+            "clip_norm": clip_norm,
+            "ema_decay": ema_decay,
+            "seed": seed,
+            "loss": "reverse_kl",
+        }
+        graph = est._graph
+        est.history = train(
+            reverse_kl(graph.log_prob, graph.forward, target_z),
+            est._variables,
+            eps,
+            np.ones(len(eps)),
+            consts=est._consts,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            validation_fraction=validation_fraction,
+            clip_norm=clip_norm,
+            ema_decay=ema_decay,
+            seed=seed,
+            progress=progress,
+            dtype=est._dtype,
+            jit=not graph.sequential_forward,
+        )
+        from margflow.evidence import reweight
+
+        def log_target(theta):
+            return np.asarray(log_density(tf.constant(theta, tf.float64)), dtype=np.float64)
+
+        est.evidence = reweight(est, log_target, int(n_draws), seed=seed + 1, progress=progress)
+        res = est.evidence
+        est.data = SampleData(res.samples, res.weights, est.params, est.bounds, logZ=res.logZ)
+        return est
+
+    def _target_in_z(self, log_density):
+        """``log p̃`` as a function of z (float32 in and out), with the map's log-det; checks that
+        ``log_density`` is a differentiable TensorFlow function."""
+        probe = tf.constant(self.data.theta[:4])
+        with tf.GradientTape() as tape:
+            tape.watch(probe)
+            try:
+                out = log_density(probe)
+            except Exception as exc:
+                raise ValueError(
+                    "log_density must be a TensorFlow function of a float64 tensor (n, d) returning (n,); "
+                    f"calling it on one failed: {type(exc).__name__}: {exc}"
+                ) from exc
+        if not isinstance(out, tf.Tensor) or tuple(out.shape) != (len(probe),):
+            raise ValueError(
+                f"log_density must return a tensor of shape (n,) for n rows, got {type(out).__name__} "
+                f"of shape {getattr(out, 'shape', None)}; write it with tf operations"
+            )
+        if tape.gradient(out, probe) is None:
+            raise ValueError("log_density is not differentiable in TensorFlow; write it with tf operations")
+        structure, pre, dtype = self._pre.structure, self._pre.tensors, self._dtype
+
+        def target(z):
+            theta, log_det = postprocess(structure, pre, tf.cast(z, tf.float64))
+            return tf.cast(log_density(theta) + log_det, dtype)
+
+        return target
 
     def _get_state(self):
         arrays = {f"var{i:03d}": v.numpy() for i, v in enumerate(self._variables)}

@@ -150,6 +150,8 @@ class _MAFGraph:
     """
 
     n_outputs = 2
+    #: sampling inverts each layer coordinate by coordinate (a loop XLA cannot differentiate)
+    sequential_forward = True
 
     def __init__(self, d, n_layers, hidden, activation):
         self.d, self.n_layers = d, n_layers

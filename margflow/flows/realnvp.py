@@ -111,6 +111,8 @@ class _RealNVPGraph(_MAFGraph):
     final layer's ``d`` shifts and ``d`` log-scales.
     """
 
+    sequential_forward = False
+
     def __init__(self, d, n_layers, hidden, activation):
         super().__init__(d, n_layers, hidden, activation)
         self.m = d // 2

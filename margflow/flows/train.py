@@ -26,7 +26,16 @@ import tensorflow as tf
 
 from margflow import _xla
 
-__all__ = ["History", "TrainingDivergedError", "train", "split_indices", "weighted_nll", "forward_kl", "jeffreys"]
+__all__ = [
+    "History",
+    "TrainingDivergedError",
+    "train",
+    "split_indices",
+    "weighted_nll",
+    "forward_kl",
+    "jeffreys",
+    "reverse_kl",
+]
 
 
 @dataclass
@@ -144,6 +153,23 @@ def jeffreys(log_prob_fn):
     return loss
 
 
+def reverse_kl(log_prob_fn, forward_fn, log_target_fn):
+    """``KL(q‖p) - log Z`` by the flow's own draws (variational fitting, no samples of ``p``).
+
+    The rows ``x`` are draws ``ε`` of the standard normal base; the flow maps
+    them to ``z = forward(ε)`` and the loss is ``mean(w (log q(z) - log p̃(z)))``
+    with ``log p̃(z)`` the unnormalised target in z-space, ``log_target_fn(z)``.
+    Its minimum, ``-log Z``, is reached when ``q = p``. The gradient flows
+    through the sampling map (the reparametrisation trick).
+    """
+
+    def loss(variables, consts, x, w):
+        z = forward_fn(variables, consts, x)
+        return tf.reduce_mean(w * (log_prob_fn(variables, consts, z) - log_target_fn(z)))
+
+    return loss
+
+
 def train(
     loss_fn,
     variables,
@@ -165,6 +191,7 @@ def train(
     progress=True,
     dtype=tf.float32,
     history=None,
+    jit=True,
 ):
     """Fit ``variables`` by minimising ``loss_fn`` over minibatches.
 
@@ -216,6 +243,9 @@ def train(
         Show a tqdm bar (a widget in notebooks) with loss and val_loss.
     history : History, optional
         Continue this history (a second ``fit``) instead of starting a new one.
+    jit : bool
+        XLA-compile the step. Off for losses XLA cannot differentiate (the
+        MAF's sampling loop, in :func:`reverse_kl`).
 
     Returns
     -------
@@ -273,7 +303,7 @@ def train(
     consts = tuple(consts)
     state = (params, averaged, adam.m, adam.v, adam.t, lr_var)
     settings = (loss_fn, shapes, batch_size, float(clip_norm), has_val, dtype, float(ema_decay))
-    run_epoch = _compiled_epoch(*settings, True, x.shape[1], state, consts)
+    run_epoch = _compiled_epoch(*settings, bool(jit), x.shape[1], state, consts)
 
     history = History() if history is None else history
     start_epoch = history.epochs
