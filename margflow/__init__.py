@@ -21,6 +21,7 @@ from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
 from margflow.likelihood import JointLikelihood, NuisanceFreeLikelihood  # noqa: E402
 from margflow.piecewise import PiecewiseMAF  # noqa: E402
+from margflow.selection import ModelSelection, select_model  # noqa: E402
 from margflow.stats import marginal_stats  # noqa: E402
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "NuisanceFreeLikelihood",
     "JointLikelihood",
     "PiecewiseMAF",
+    "select_model",
+    "ModelSelection",
     "DensityEstimator",
     "History",
     "TrainingDivergedError",
