@@ -7,11 +7,12 @@ from scipy.stats import multivariate_normal
 import margflow as mf
 
 
-def test_untrained_flow_is_the_weighted_gaussian_fit():
+@pytest.mark.parametrize("cls", [mf.MAF, mf.RealNVP])
+def test_untrained_flow_is_the_weighted_gaussian_fit(cls):
     rng = np.random.default_rng(0)
     x = rng.multivariate_normal([1, -1, 0.5], [[1, 0.5, 0], [0.5, 2, 0.3], [0, 0.3, 0.5]], size=2000)
     w = rng.uniform(0.1, 1, 2000)
-    flow = mf.MAF(x, weights=w)
+    flow = cls(x, weights=w)
     wn = w / w.sum()
     mean = wn @ x
     cov = ((x - mean) * wn[:, None]).T @ (x - mean)

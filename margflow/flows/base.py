@@ -152,24 +152,13 @@ class FlowEstimator(DensityEstimator):
         if log_density is not None:  # kept for bootstrap refits (not saved in the model file)
             self._log_density = self._sample_log_density(log_density)
         z, w = self._training_data(None if log_density is None else self._log_density)
-        seed = self.seed if seed is None else seed
-        self.fit_config = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "patience": patience,
-            "validation_fraction": validation_fraction,
-            "clip_norm": clip_norm,
-            "ema_decay": ema_decay,
-            "seed": seed,
-            "loss": loss,
-        }
-        self.history = train(
+        return self._train(
+            loss,
             losses[loss](self._graph.log_prob),
-            self._variables,
             z,
             w,
-            consts=self._consts,
+            seed=self.seed if seed is None else seed,
+            progress=progress,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -177,10 +166,24 @@ class FlowEstimator(DensityEstimator):
             validation_fraction=validation_fraction,
             clip_norm=clip_norm,
             ema_decay=ema_decay,
+        )
+
+    def _train(self, loss, loss_fn, x, w, *, seed, progress, jit=True, **settings):
+        """Run the shared training loop on rows ``x`` with weights ``w``, continuing the history,
+        and record the settings (``fit_config``) that a refit repeats."""
+        self.fit_config = {**settings, "seed": seed, "loss": loss}
+        self.history = train(
+            loss_fn,
+            self._variables,
+            x,
+            w,
+            consts=self._consts,
             seed=seed,
             progress=progress,
             dtype=self._dtype,
             history=self.history,
+            jit=jit,
+            **settings,
         )
         return self.history
 
@@ -295,24 +298,15 @@ class FlowEstimator(DensityEstimator):
         est = cls(ref, params=list(names), bounds=box, seed=seed, **settings)
         target_z = est._target_in_z(log_density)
         eps = np.random.default_rng([seed, 1]).normal(size=(int(n_draws), d))
-        est.fit_config = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "patience": patience,
-            "validation_fraction": validation_fraction,
-            "clip_norm": clip_norm,
-            "ema_decay": ema_decay,
-            "seed": seed,
-            "loss": "reverse_kl",
-        }
         graph = est._graph
-        est.history = train(
+        est._train(
+            "reverse_kl",
             reverse_kl(graph.log_prob, graph.forward, target_z),
-            est._variables,
             eps,
             np.ones(len(eps)),
-            consts=est._consts,
+            seed=seed,
+            progress=progress,
+            jit=not graph.sequential_forward,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -320,10 +314,6 @@ class FlowEstimator(DensityEstimator):
             validation_fraction=validation_fraction,
             clip_norm=clip_norm,
             ema_decay=ema_decay,
-            seed=seed,
-            progress=progress,
-            dtype=est._dtype,
-            jit=not graph.sequential_forward,
         )
         from margflow.evidence import reweight
 

@@ -49,16 +49,20 @@ class MADE:
         self.d, self.hidden, self.params = int(d), tuple(int(h) for h in hidden), int(params)
         self.activation = str(activation)
         self._act = _activation(self.activation)
-        degrees = made_degrees(self.d, self.hidden)
-        masks = [(a[:, None] <= b[None, :]) for a, b in zip(degrees[:-1], degrees[1:])]
-        out = degrees[-1][:, None] < degrees[0][None, :]
-        masks.append(np.repeat(out, self.params, axis=1))  # column i*params + p belongs to input i
-        self.masks_np = [m.astype(np.float32) for m in masks]
+        self.masks_np = [m.astype(np.float32) for m in self._masks()]
         self.shapes = []
         for m in self.masks_np:
             self.shapes += [m.shape, (m.shape[1],)]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.size = sum(self.sizes)
+
+    def _masks(self):
+        """The connectivity of each layer's kernel, input to output: autoregressive degrees."""
+        degrees = made_degrees(self.d, self.hidden)
+        masks = [(a[:, None] <= b[None, :]) for a, b in zip(degrees[:-1], degrees[1:])]
+        out = degrees[-1][:, None] < degrees[0][None, :]
+        masks.append(np.repeat(out, self.params, axis=1))  # column i*params + p belongs to input i
+        return masks
 
     def init(self, rng):
         """Flat float32 weights: Glorot-uniform masked hidden kernels, zero biases, zero output layer.

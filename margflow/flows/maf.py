@@ -155,8 +155,12 @@ class _MAFGraph:
 
     def __init__(self, d, n_layers, hidden, activation):
         self.d, self.n_layers = d, n_layers
-        self.made = MADE(d, hidden, activation, params=self.n_outputs)
+        self.made = self._network(hidden, activation)
         self.size = n_layers * self.made.size
+
+    def _network(self, hidden, activation):
+        """The network of one layer (one for every layer: they differ in their weights only)."""
+        return MADE(self.d, hidden, activation, params=self.n_outputs)
 
     def init(self, seed):
         """Initial flat weights: every network's output layer zero, so the flow is the identity."""

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from margflow.flows.made import MADE, _activation
+from margflow.flows.made import MADE
 from margflow.flows.maf import _LOG_SCALE_CLAMP, MAF, _MAFGraph
 
 __all__ = ["RealNVP"]
@@ -82,23 +82,19 @@ class _CouplingNet(MADE):
     """
 
     def __init__(self, d, m, hidden, activation="tanh", params=2):
-        self.d, self.hidden, self.params = int(d), tuple(int(h) for h in hidden), int(params)
-        self.activation = str(activation)
-        self._act = _activation(self.activation)
+        self.m = int(m)
+        super().__init__(d, hidden, activation, params)
+        # the output biases of the conditioning inputs are masked too: their outputs are exactly zero
+        self._passing = (np.arange(self.d) >= self.m).astype(np.float32)[:, None]
+
+    def _masks(self):
         units = [self.d, *self.hidden]
         masks = [np.ones((a, b)) for a, b in zip(units[:-1], units[1:])]
-        masks[0][m:] = 0.0  # only the first m inputs condition
+        masks[0][self.m :] = 0.0  # only the first m inputs condition
         out = np.ones((units[-1], self.d * self.params))
-        out[:, : m * self.params] = 0.0  # no output for the conditioning inputs
+        out[:, : self.m * self.params] = 0.0  # no output for the conditioning inputs
         masks.append(out)
-        self.masks_np = [mask.astype(np.float32) for mask in masks]
-        self.shapes = []
-        for mask in self.masks_np:
-            self.shapes += [mask.shape, (mask.shape[1],)]
-        self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.size = sum(self.sizes)
-        # the output biases of the conditioning inputs are masked too: their outputs are exactly zero
-        self._passing = (np.arange(self.d) >= m).astype(np.float32)[:, None]
+        return masks
 
     def __call__(self, weights, x):
         return super().__call__(weights, x) * self._passing
@@ -114,10 +110,12 @@ class _RealNVPGraph(_MAFGraph):
     sequential_forward = False
 
     def __init__(self, d, n_layers, hidden, activation):
-        super().__init__(d, n_layers, hidden, activation)
         self.m = d // 2
-        self.made = _CouplingNet(d, self.m, hidden, activation, params=self.n_outputs)
-        self.size = n_layers * self.made.size + 2 * d
+        super().__init__(d, n_layers, hidden, activation)
+        self.size += 2 * d  # the final layer
+
+    def _network(self, hidden, activation):
+        return _CouplingNet(self.d, self.m, hidden, activation, params=self.n_outputs)
 
     def init(self, seed):
         return np.concatenate([super().init(seed), np.zeros(2 * self.d, np.float32)])
