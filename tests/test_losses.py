@@ -55,6 +55,45 @@ def test_jeffreys_training_fits_a_representable_target():
     assert kl_j < 0.01 and kl_j < 2 * kl_nll + 0.002, (kl_j, kl_nll)
 
 
+def test_kl_logvar_ignores_the_normalisation():
+    """The log-variance term is blind to a constant in log p: the same training (up to float32),
+    loss values shifted by the constant; the weight is kept for refits."""
+    c, d = _flow(), _flow()
+    hc = c.fit(**SHORT, loss="kl_logvar", log_density=GAUSS.logpdf)
+    hd = d.fit(**SHORT, loss="kl_logvar", log_density=lambda t: GAUSS.logpdf(t) + 100.0)
+    np.testing.assert_allclose(np.array(hd.loss) - np.array(hc.loss), 100.0, atol=1e-3)
+    np.testing.assert_allclose(c.log_prob(FRESH), d.log_prob(FRESH), atol=1e-3)
+    assert c.fit_config["logvar_weight"] == 3.0
+
+
+def _banana_logpdf(t):  # p ∝ exp(-(a1 - 1)² - 20 (a1² - a2)²), normalised
+    t = np.asarray(t)
+    return -((t[:, 0] - 1) ** 2) - 20 * (t[:, 0] ** 2 - t[:, 1]) ** 2 - np.log(np.pi / np.sqrt(20))
+
+
+def _banana_sample(n, seed):
+    rng = np.random.default_rng(seed)
+    a1 = rng.normal(1, np.sqrt(0.5), n)
+    return np.column_stack([a1, rng.normal(a1**2, np.sqrt(1 / 40), n)])
+
+
+def test_kl_logvar_beats_the_nll_on_a_curved_target():
+    """On 20,000 banana samples with their density values, the Jeffreys divergence on fresh draws
+    (each term a mean over 20,000 draws) comes out below the NLL fit's by more than twice their
+    combined standard error (measured: 6e-4 against 4.4e-3)."""
+    x, fresh = _banana_sample(20_000, 3), _banana_sample(20_000, 4)
+    out = {}
+    for loss in ("nll", "kl_logvar"):
+        f = mf.MAF(x, seed=1)
+        f.fit(progress=False, **({} if loss == "nll" else {"loss": loss, "log_density": _banana_logpdf}))
+        a = _banana_logpdf(fresh) - f.log_prob(fresh)
+        s = f.sample(20_000, seed=5)
+        b = f.log_prob(s) - _banana_logpdf(s)
+        out[loss] = (a.mean() + b.mean(), np.hypot(a.std(), b.std()) / np.sqrt(20_000))
+    (j_nll, e_nll), (j_lv, e_lv) = out["nll"], out["kl_logvar"]
+    assert j_lv + 2 * np.hypot(e_nll, e_lv) < j_nll, out
+
+
 def test_loss_inputs_say_what_is_wrong():
     f = _flow()
     with pytest.raises(ValueError, match="loss must be one of"):
@@ -63,6 +102,10 @@ def test_loss_inputs_say_what_is_wrong():
         f.fit(loss="jeffreys", **SHORT)
     with pytest.raises(ValueError, match="takes no log_density"):
         f.fit(log_density=GAUSS.logpdf, **SHORT)
+    with pytest.raises(ValueError, match='weight of loss="kl_logvar"'):
+        f.fit(loss="kl", log_density=GAUSS.logpdf, logvar_weight=1.0, **SHORT)
+    with pytest.raises(ValueError, match="logvar_weight must be"):
+        f.fit(loss="kl_logvar", log_density=GAUSS.logpdf, logvar_weight=-1.0, **SHORT)
     with pytest.raises(ValueError, match="one value per sample"):
         f.fit(loss="kl", log_density=np.zeros(10), **SHORT)
     with pytest.raises(ValueError, match="not finite"):
