@@ -40,8 +40,12 @@ class SplineFlow(MAF):
 
     Measured on 10,000 samples with the shared training defaults (two seeds):
     on two concentric rings KL(p‖q) 0.045–0.062 nats against the MAF's
-    0.16–0.30; on the curved banana of the foundation benchmark 0.012 against
-    the MAF's 0.004. The defaults are not tuned yet.
+    0.16–0.30; on the curved banana of the foundation benchmark 0.010 against
+    the MAF's 0.004 (10,000 samples), falling as 1/N to 0.0047 at 30,000 and
+    0.0017 at 10^5 (the MAF: 0.0009): the spline is limited by the scatter of
+    its fit to finite samples, not by its shape. No setting of bins, range,
+    width, depth or learning rate tried did better on the banana
+    (benchmarks/RESULTS-table1.md).
 
     Parameters
     ----------
