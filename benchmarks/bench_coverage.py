@@ -14,7 +14,8 @@ reports per case and pooled over the three cases:
 
 Usage::
 
-    python benchmarks/bench_coverage.py [--seeds 40] [--out benchmarks/RESULTS-coverage.md]
+    python benchmarks/bench_coverage.py [--seeds 40] [--dims 2,5,10] [--seed0 9000]
+                                        [--out benchmarks/RESULTS-coverage.md]
 """
 
 from __future__ import annotations
@@ -62,14 +63,16 @@ def fmt(s):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=40)
+    ap.add_argument("--dims", default="2,5,10", help="the Gaussian cases to run")
+    ap.add_argument("--seed0", type=int, default=SEED0, help="first data seed")
     ap.add_argument("--out", default=str(Path(__file__).parent / "RESULTS-coverage.md"))
     args = ap.parse_args()
     t_start = time.perf_counter()
     # results[label][case] = list of result dicts
-    results, cases = {}, [Gaussian(d) for d in (2, 5, 10)]
+    results, cases = {}, [Gaussian(int(d)) for d in args.dims.split(",")]
     for target in cases:
         for s in range(args.seeds):
-            x, w = target.samples("weighted", np.random.default_rng(SEED0 + s))
+            x, w = target.samples("weighted", np.random.default_rng(args.seed0 + s))
             got = run_margflow("MAF", x, w, target.box, s, boot=True)
             for label, r in got.items():
                 results.setdefault(label, {}).setdefault(target.name, []).append(r)
@@ -80,7 +83,7 @@ def main():
         "",
         f"Run {time.strftime('%Y-%m-%d')} on {machine()}; {time.perf_counter() - t_start:.0f} s in all.",
         f"The importance-weighted Gaussian cases of bench_stats.py, {args.seeds} fresh data seeds each",
-        f"({SEED0}, {SEED0 + 1}, ...); `mf.marginal_stats(est, prior=box)` alone and with `ensemble={N_BOOT}`.",
+        f"({args.seed0}, {args.seed0 + 1}, ...); `mf.marginal_stats(est, prior=box)` alone and with `ensemble={N_BOOT}`.",
         "cover = fraction of seeds with |estimate - exact| ≤ σ (nominal 0.68; binomial standard error);",
         "rms z = root mean square of (estimate - exact)/σ (1 when calibrated); σ/spread = mean bar over",
         "the std of the estimates across seeds (standard error of a std of n values).",

@@ -98,9 +98,10 @@ def marginal_stats(
       ``d_G`` as much as the Monte Carlo error, so use ``ensemble=16`` there
       (see benchmarks/RESULTS-stats.md); it costs that many fits, and the
       std of 16 values is known to ~18%. Measured at Kish ESS ≈ 2,000 over
-      120 data sets (benchmarks/RESULTS-coverage.md): with ``ensemble=16``
-      the ±1σ bars cover the truth in 67% (D_KL) and 68% (d_G) of them;
-      without, D_KL in 72% but d_G in only 49%.
+      255 data sets (d = 2, 5, 10; benchmarks/RESULTS-coverage.md): with
+      ``ensemble=16`` the ±1σ bars cover the truth in 68% of them for both
+      D_KL and d_G (63% at d = 2, 78% at d = 10); without, d_G is covered
+      in only about half of them.
     - Not covered: a bias the estimator shares across fits (too smooth a
       density lowers d_G; see benchmarks/RESULTS-stats.md for each
       estimator's bias). A known one: when the posterior reaches within a few
