@@ -281,13 +281,26 @@ class DensityEstimator:
         """Map points of the unit hypercube to parameters, row by row.
 
         Deterministic and order-preserving, so it serves as the prior transform
-        of a nested sampler: uniform ``u`` gives samples of the estimator.
+        of a nested sampler (dynesty, UltraNest, PolyChord): uniform ``u``
+        gives samples of the estimator.
 
         Parameters
         ----------
         u : array_like, shape (n, d) or (d,), values in [0, 1]
+
+        Returns
+        -------
+        ndarray
+            Shape (n, d), or (d,) for one point of shape (d,), as nested
+            samplers' prior transforms take and return.
         """
-        return self._run("transform", self._unit_rows(u), np.full(self.dim, 0.5))
+        single = np.ndim(u) == 1
+        out = self._transform(self._unit_rows(u))
+        return out[0] if single else out
+
+    def _transform(self, u):
+        """``transform`` of validated (n, d) rows of the unit hypercube."""
+        return self._run("transform", u, np.full(self.dim, 0.5))
 
     def inverse_transform(self, theta):
         """Inverse of :meth:`transform`: parameters → unit hypercube."""

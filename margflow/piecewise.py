@@ -302,9 +302,8 @@ class PiecewiseMAF(DensityEstimator):
         x = np.concatenate(parts) if parts else np.zeros((0, self.dim))
         return x[rng.permutation(n)]
 
-    def transform(self, u):
+    def _transform(self, u):
         """Unit hypercube → θ: ``u_0`` picks the cluster and is rescaled (see Notes of the class)."""
-        u = self._unit_rows(u)
         k = np.clip(np.searchsorted(self._edges, u[:, 0], side="right") - 1, 0, self.n_clusters - 1)
         v = u.copy()
         v[:, 0] = np.clip((u[:, 0] - self._edges[k]) / self.mixture_weights[k], 0.0, 1.0)
