@@ -11,6 +11,10 @@ import os as _os
 # quiet TensorFlow's C++ start-up log unless the user asked for it
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from margflow import _torch  # noqa: E402
+
+_torch.prepare()  # before TensorFlow: see margflow/_torch.py
+
 from margflow._version import __version__  # noqa: E402
 from margflow.bounds import parse_bounds  # noqa: E402
 from margflow.data import SampleData, load_samples  # noqa: E402
@@ -21,7 +25,9 @@ from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
 from margflow.likelihood import JointLikelihood, NuisanceFreeLikelihood  # noqa: E402
 from margflow.piecewise import PiecewiseMAF  # noqa: E402
+from margflow.priors import FlowPrior, LogPosterior, emcee_sampler, separated_modes  # noqa: E402
 from margflow.selection import ModelSelection, select_model  # noqa: E402
+from margflow.sequential import SequentialResult, compare, information_limit, sequential  # noqa: E402
 from margflow.stats import marginal_stats  # noqa: E402
 
 __all__ = [
@@ -33,7 +39,15 @@ __all__ = [
     "NuisanceFreeLikelihood",
     "JointLikelihood",
     "PiecewiseMAF",
+    "FlowPrior",
+    "LogPosterior",
+    "emcee_sampler",
+    "separated_modes",
     "select_model",
+    "sequential",
+    "SequentialResult",
+    "compare",
+    "information_limit",
     "ModelSelection",
     "DensityEstimator",
     "History",

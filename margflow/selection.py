@@ -183,9 +183,10 @@ def _fit_and_score(job):
     }
 
 
-def histogram_kl(x, weights, draws, bins=20):
+def histogram_kl(x, weights, draws, bins=20, *, draw_weights=None):
     """Mean KL(p‖q) over every 1-D and 2-D marginal between histograms of ``x`` (weighted, p) and
-    ``draws`` (q), on a common grid spanning both; empty q-bins get half a count so the KL stays finite.
+    ``draws`` (q), on a common grid spanning both; empty q-bins get half a (Kish effective) count so
+    the KL stays finite.
 
     Parameters
     ----------
@@ -194,6 +195,8 @@ def histogram_kl(x, weights, draws, bins=20):
     draws : ndarray (m, d)
     bins : int
         Bins per axis.
+    draw_weights : ndarray (m,), optional
+        Weights of ``draws`` (default equal).
 
     Returns
     -------
@@ -201,13 +204,16 @@ def histogram_kl(x, weights, draws, bins=20):
     """
     x, draws = np.asarray(x, float), np.asarray(draws, float)
     d = x.shape[1]
+    # q's weights scaled so that a bin's weight counts in effective samples (equal weights: counts)
+    wq = np.ones(len(draws)) if draw_weights is None else np.asarray(draw_weights, float)
+    wq = wq * wq.sum() / np.sum(wq**2)
     both = np.concatenate([x, draws])
     edges = [np.linspace(both[:, j].min(), both[:, j].max(), bins + 1) for j in range(d)]
     kls = []
     for cols in [(j,) for j in range(d)] + list(itertools.combinations(range(d), 2)):
         e = [edges[j] for j in cols]
         p, _ = np.histogramdd(x[:, cols], bins=e, weights=weights)
-        q, _ = np.histogramdd(draws[:, cols], bins=e)
+        q, _ = np.histogramdd(draws[:, cols], bins=e, weights=wq)
         p = p.ravel() / p.sum()
         q = np.maximum(q.ravel(), 0.5)
         q = q / q.sum()
