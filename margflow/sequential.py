@@ -86,6 +86,11 @@ class SequentialResult:
     prior : FlowPrior
     ensemble_logZ : ndarray
         ``log Z_{B|A}`` under each bootstrap refit.
+    log_likelihood : ndarray (m,)
+        ``log L_B`` at the samples.
+    joint, comparison : dict or None
+        With ``joint=``: the one-shot joint run and its comparison (see
+        :func:`sequential`).
     sampler : pocomc.Sampler
         For its diagnostics (not pickled).
     """
@@ -107,6 +112,8 @@ class SequentialResult:
     prior: FlowPrior
     ensemble_logZ: np.ndarray
     log_likelihood: np.ndarray
+    joint: dict | None = None
+    comparison: dict | None = None
     sampler: object = field(default=None, repr=False)
 
     @property
@@ -162,6 +169,7 @@ def sequential(
     n_total=4096,
     n_evidence=4096,
     sampler_kwargs=None,
+    joint=None,
     seed=0,
     progress=True,
 ):
@@ -204,6 +212,15 @@ def sequential(
         pocoMC's settings (see ``pocomc.Sampler`` and ``Sampler.run``).
     sampler_kwargs : dict, optional
         Further keywords of ``pocomc.Sampler``.
+    joint : (prior, log_likelihood), optional
+        Also run the one-shot joint analysis with pocoMC (same settings):
+        A's original prior (an object with ``logpdf``, ``rvs``, ``bounds``,
+        such as ``pocomc.Prior``) and ``log L_A + log L_B`` over the same
+        parameters. The result then carries ``joint`` (its samples, weights,
+        log Z and error) and ``comparison`` (see :func:`compare`, plus
+        ``kl``, the D_KL of the sequential posterior from the joint one
+        estimated from the known densities, and ``logZ_z``, the difference of
+        log Z_AB in units of the two errors).
     seed : int
         Seeds the fit, the refits and pocoMC.
     progress : bool
@@ -211,6 +228,15 @@ def sequential(
     Returns
     -------
     SequentialResult
+
+    Notes
+    -----
+    When A's chain holds every parameter of A (no nuisance parameters), its
+    log posterior values (``logL + log π`` up to a constant) are known at the
+    samples; fitting with ``fit_kwargs={"loss": "kl_logvar", "log_density":
+    values}`` then follows a thin curved posterior more closely than the
+    default likelihood loss (benchmarks/RESULTS-sequential.md). With nuisance
+    parameters those values are not the marginal's: keep the default.
     """
     import pocomc
 
@@ -238,9 +264,7 @@ def sequential(
     def vector_like(x):
         return np.asarray(log_likelihood_b(x) if vectorized else [log_likelihood_b(p) for p in x], np.float64)
 
-    sampler = pocomc.Sampler(
-        prior=prior,
-        likelihood=log_likelihood_b,
+    sampler_args = dict(
         n_dim=prior.dim,
         n_effective=n_effective,
         n_active=n_active,
@@ -249,6 +273,7 @@ def sequential(
         random_state=seed,
         **(sampler_kwargs or {}),
     )
+    sampler = pocomc.Sampler(prior=prior, likelihood=log_likelihood_b, **sampler_args)
     sampler.run(n_total=n_total, n_evidence=n_evidence, progress=progress)
     x, w, logl, _ = sampler.posterior()
     w = np.asarray(w, np.float64) / np.sum(w)
@@ -273,6 +298,21 @@ def sequential(
     if logZ_a is not None:
         logZ_ab = float(logZ_a) + logz
         logZ_ab_err = float(np.hypot(err, logZ_a_err or 0.0))
+    joint_out = comparison = None
+    if joint is not None:
+        joint_out, comparison = _run_joint(
+            joint,
+            x,
+            w,
+            lq,
+            np.asarray(logl, np.float64),
+            logZ_ab,
+            logZ_ab_err,
+            sampler_args,
+            n_total,
+            n_evidence,
+            progress,
+        )
     return SequentialResult(
         samples=np.asarray(x, np.float64),
         weights=w,
@@ -291,8 +331,36 @@ def sequential(
         prior=prior,
         ensemble_logZ=ens,
         log_likelihood=np.asarray(logl, np.float64),
+        joint=joint_out,
+        comparison=comparison,
         sampler=sampler,
     )
+
+
+def _run_joint(joint, x, w, log_q, log_lb, logZ_ab, logZ_ab_err, sampler_args, n_total, n_evidence, progress):
+    """The one-shot joint run and its comparison with the sequential posterior ``(x, w)``."""
+    import pocomc
+
+    prior, log_like = joint
+    s = pocomc.Sampler(prior=prior, likelihood=log_like, **sampler_args)
+    s.run(n_total=n_total, n_evidence=n_evidence, progress=progress)
+    xj, wj, _, _ = s.posterior()
+    wj = np.asarray(wj, np.float64) / np.sum(wj)
+    logz, logz_err = (float(v) for v in s.evidence())
+    out = {"samples": np.asarray(xj, np.float64), "weights": wj, "logZ": logz, "logZ_err": logz_err}
+    comparison = compare((x, w), xj, wj)
+    # KL(seq ‖ joint) = E_seq[log r] + log E_seq[1/r], r = (L_B q_A) / (L_AB π) unnormalised: no evidences
+    if sampler_args["vectorize"]:
+        log_joint = np.asarray(log_like(x), np.float64) + np.asarray(prior.logpdf(x), np.float64)
+    else:
+        log_joint = np.array([float(log_like(p)) for p in x]) + np.asarray(prior.logpdf(x), np.float64)
+    log_r = log_lb + log_q - log_joint
+    ok = np.isfinite(log_r)
+    comparison["kl"] = float(np.sum(w[ok] * log_r[ok]) / w[ok].sum() + logsumexp(-log_r[ok], b=w[ok] / w[ok].sum()))
+    comparison["kl_outside"] = float(w[~ok].sum())  # sequential mass where the joint density is 0
+    if logZ_ab is not None:
+        comparison["logZ_z"] = float((logZ_ab - logz) / np.hypot(logZ_ab_err, logz_err))
+    return out, comparison
 
 
 def compare(result, joint_samples, joint_weights=None, *, bins=20):

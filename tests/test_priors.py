@@ -170,13 +170,28 @@ def test_dynesty_with_estimator_transform():
     sampler.run_nested(dlogz=0.05, print_progress=False)
     res = sampler.results
     logz, logz_err = res.logz[-1], res.logzerr[-1]
-    x = kde.sample(200_000, seed=1)
-    lw = like(x)
+    is_logz, is_err = _prior_evidence(kde, like)
+    assert abs(logz - is_logz) < 3 * np.hypot(logz_err, is_err), (logz, logz_err, is_logz, is_err)
+
+
+def _prior_evidence(estimator, like, n=200_000, seed=1):
+    """log E_q[L] by simple Monte Carlo from the estimator, and its error."""
+    lw = like(estimator.sample(n, seed=seed))
     top = lw.max()
     w = np.exp(lw - top)
-    is_logz = top + np.log(w.mean())
-    is_err = w.std() / w.mean() / np.sqrt(len(w))
-    assert abs(logz - is_logz) < 3 * np.hypot(logz_err, is_err), (logz, logz_err, is_logz, is_err)
+    return top + np.log(w.mean()), w.std() / w.mean() / np.sqrt(n)
+
+
+@pytest.mark.slow
+def test_ultranest_with_estimator_transform():
+    """UltraNest, vectorised, with an estimator's transform as its prior transform."""
+    ultranest = pytest.importorskip("ultranest")
+    kde = _gauss_kde()
+    like = multivariate_normal([0.2, 0.2], 0.04 * np.eye(2)).logpdf
+    sampler = ultranest.ReactiveNestedSampler(["a", "b"], like, kde.transform, vectorized=True)
+    res = sampler.run(min_num_live_points=300, show_status=False, viz_callback=False)
+    ref, ref_err = _prior_evidence(kde, like)
+    assert abs(res["logz"] - ref) < 3 * np.hypot(res["logzerr"], ref_err), (res["logz"], res["logzerr"], ref)
 
 
 @pytest.mark.slow

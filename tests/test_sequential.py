@@ -16,7 +16,7 @@ SD_A, MU_B, SD_B = 0.3, 0.2, 0.2
 PREC = 1 / SD_A**2 + 1 / SD_B**2
 POST_MEAN, POST_SD = MU_B / SD_B**2 / PREC, PREC**-0.5
 LOGZ_B_GIVEN_A = 2 * norm(0, np.hypot(SD_A, SD_B)).logpdf(MU_B)  # ∫ N(θ; 0, A) N(μ_B; θ, B) dθ, 2 dims
-LOGZ_A = -1.25
+LOGZ_A = -2 * np.log(6.0)  # A: uniform prior on [-3, 3]², a measurement 0 of each θ with sd SD_A
 N_A = 4000
 SMALL_POCO = {"n_effective": 256, "n_active": 128, "n_total": 1024, "n_evidence": 2048}
 
@@ -28,8 +28,16 @@ def chain_a():
     return np.random.default_rng(0).normal(0.0, SD_A, size=(N_A, 2))
 
 
+def like_joint(theta):
+    """A's likelihood (a measurement 0 of each θ with sd SD_A, in the box prior) plus B's."""
+    return multivariate_normal([0, 0], SD_A**2 * np.eye(2)).logpdf(theta) + like_b(theta)
+
+
 @pytest.fixture(scope="module")
 def result(chain_a):
+    from pocomc import Prior
+    from scipy.stats import uniform
+
     fit = {"epochs": 200, "patience": 20}
     return mf.sequential(
         chain_a,
@@ -39,6 +47,7 @@ def result(chain_a):
         logZ_a_err=0.01,
         fit_kwargs={**fit, "progress": False},
         ensemble=6,
+        joint=(Prior([uniform(-3, 6)] * 2), like_joint),
         progress=False,
         seed=2,
         **SMALL_POCO,
@@ -58,6 +67,20 @@ def test_sequential_matches_the_conjugate_answer(result):
     # weighted std: its sampling error is ~ sd / sqrt(2 ESS)
     assert np.all(np.abs(result.std() - POST_SD) < 4 * POST_SD / np.sqrt(2 * result.ess))
     assert np.isclose(result.weights.sum(), 1.0) and len(result.weights) == len(result.samples)
+
+
+@pytest.mark.slow
+def test_joint_comparison(result):
+    """The one-shot joint run agrees with the sequential one within their errors."""
+    c, j = result.comparison, result.joint
+    ess_j = 1 / np.sum(j["weights"] ** 2)
+    # two Monte Carlo posteriors and chain A's scatter (prior weight × its error), in posterior σ
+    err = np.sqrt(1 / result.ess + 1 / ess_j + ((1 / SD_A**2) / PREC * SD_A / np.sqrt(N_A) / POST_SD) ** 2)
+    assert np.all(np.abs(c["mean_shift"]) < 4 * err), (c, err)
+    assert np.all(np.abs(c["std_shift"]) < 4 * np.sqrt(0.5 / result.ess + 0.5 / ess_j)), c
+    assert abs(c["logZ_z"]) < 4 and c["kl"] >= 0 and c["kl_outside"] == 0
+    # the joint evidence, exact
+    assert abs(j["logZ"] - (LOGZ_A + LOGZ_B_GIVEN_A)) < 4 * j["logZ_err"]
 
 
 @pytest.mark.slow
