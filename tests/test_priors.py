@@ -52,6 +52,23 @@ def test_interface(maf):
     np.testing.assert_allclose(again.logpdf(x), lp, rtol=1e-12)
 
 
+def test_draws_never_lie_on_a_bound():
+    """A density piled against a bound: some estimator draws round onto it; the prior's draws are
+    strictly inside (pocoMC's probit map sends a bound to infinity)."""
+    rng = np.random.default_rng(6)
+    # a density diverging at -3: x = -3 + 13 u rounds to -3 itself for u below ~1e-17
+    x = np.column_stack([-3 + 13 * rng.beta(0.2, 1.0, 4000), rng.normal(0, 1, 4000)])
+    kde = mf.KDE(x, bounds=[[-3.0, 10.0], [-6.0, 6.0]], blend=0)
+    prior = mf.FlowPrior(kde)
+    got = prior.rvs(200_000, random_state=0)
+    draws = kde.sample(200_000, seed=int(np.random.default_rng(0).integers(2**31)))  # the same draws, unmoved
+    on_bound = draws[:, 0] == -3.0
+    assert on_bound.any()  # the case this test is about
+    assert np.all(got[:, 0] > -3.0) and np.all(got[:, 0] < 10.0)
+    np.testing.assert_array_equal(got[~on_bound], draws[~on_bound])  # nothing else moves
+    assert np.all(np.isfinite(prior.logpdf(got)))
+
+
 def test_truncated_prior_is_normalised():
     """A box narrower than the estimator's support: the density is renormalised by the mass inside,
     so it integrates to one over the box (uniform Monte Carlo, within its error and the mass's)."""
