@@ -11,7 +11,7 @@ import numpy as np
 
 from margflow.bounds import parse_bounds
 
-__all__ = ["log_density", "UniformBox"]
+__all__ = ["log_density", "UniformBox", "evaluate_rows"]
 
 
 class UniformBox:
@@ -79,6 +79,22 @@ class _Callable:
                 "it must take an (n, d) array and return n values"
             )
         return out
+
+
+def evaluate_rows(fn, x, vectorized=True, what="the log-likelihood"):
+    """A user's function of parameters at the (n, d) rows ``x``, as (n,) float64.
+
+    One call on all rows when ``vectorized``, else one call per (d,) row; a
+    vectorised function that returns the wrong number of values is an error.
+    What counts as a bad value (NaN, +inf) is the caller's to say.
+    """
+    if vectorized:
+        vals = np.asarray(fn(x), dtype=np.float64).reshape(-1)
+    else:
+        vals = np.array([float(fn(row)) for row in x], dtype=np.float64)
+    if vals.shape != (len(x),):
+        raise ValueError(f"{what} returned {vals.shape} values for {len(x)} points")
+    return vals
 
 
 def log_density(prior, estimator):

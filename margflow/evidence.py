@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-from margflow.densities import UniformBox, _Estimator, _Scipy, log_density
+from margflow.densities import UniformBox, _Estimator, _Scipy, evaluate_rows, log_density
 
 __all__ = ["importance_evidence", "reweight", "EvidenceResult"]
 
@@ -206,12 +206,7 @@ def importance_evidence(
             ok = np.isfinite(lpi)
             ll = np.full(len(x), -np.inf)
             if ok.any():
-                if vectorized:
-                    vals = np.asarray(log_likelihood(x[ok]), dtype=np.float64).reshape(-1)
-                else:
-                    vals = np.array([float(log_likelihood(row)) for row in x[ok]])
-                if vals.shape != (int(ok.sum()),):
-                    raise ValueError(f"the log-likelihood returned {vals.shape} values for {int(ok.sum())} points")
+                vals = evaluate_rows(log_likelihood, x[ok], vectorized)
                 if np.isnan(vals).any() or np.isposinf(vals).any():
                     raise ValueError("the log-likelihood returned NaN or +inf; it must be finite or -inf")
                 ll[ok] = vals

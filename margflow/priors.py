@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from margflow.bounds import parse_bounds
+from margflow.densities import evaluate_rows
 
 __all__ = ["FlowPrior", "LogPosterior", "emcee_sampler", "separated_modes"]
 
@@ -235,12 +236,7 @@ class LogPosterior:
         out = np.asarray(self.prior.logpdf(x), dtype=np.float64).copy()
         ok = np.isfinite(out)
         if ok.any():
-            if self.vectorized:
-                logl = np.asarray(self.likelihood(x[ok]), dtype=np.float64).reshape(-1)
-            else:
-                logl = np.array([float(self.likelihood(p)) for p in x[ok]])
-            if logl.shape != (int(ok.sum()),):
-                raise ValueError(f"the likelihood returned {logl.shape} values for {int(ok.sum())} points")
+            logl = evaluate_rows(self.likelihood, x[ok], self.vectorized, what="the likelihood")
             if np.isnan(logl).any():
                 bad = x[ok][np.isnan(logl)][0]
                 raise FloatingPointError(

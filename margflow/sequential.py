@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
+from margflow.densities import evaluate_rows
 from margflow.priors import FlowPrior
 
 __all__ = ["sequential", "SequentialResult", "compare", "information_limit"]
@@ -48,7 +49,7 @@ def information_limit(log_likelihood_b, theta_a, weights_a=None, *, vectorized=T
     """
     x = np.asarray(theta_a, dtype=np.float64)
     w = np.ones(len(x)) if weights_a is None else np.asarray(weights_a, dtype=np.float64)
-    logl = np.asarray(log_likelihood_b(x) if vectorized else [log_likelihood_b(p) for p in x], dtype=np.float64)
+    logl = evaluate_rows(log_likelihood_b, x, vectorized)
     with np.errstate(divide="ignore"):
         logw = np.log(w)
     ess_b, n = _kish(logw + logl), _kish(logw)
@@ -261,9 +262,6 @@ def sequential(
             logZ_a_err = float(np.std(data.source.logZ(200)))
     prior = FlowPrior(est, bounds=prior_bounds, seed=seed)
 
-    def vector_like(x):
-        return np.asarray(log_likelihood_b(x) if vectorized else [log_likelihood_b(p) for p in x], np.float64)
-
     sampler_args = dict(
         n_dim=prior.dim,
         n_effective=n_effective,
@@ -293,7 +291,7 @@ def sequential(
 
     sigma_info = ess_b = None
     if information:
-        sigma_info, ess_b, _ = information_limit(vector_like, data.theta, data.weights)
+        sigma_info, ess_b, _ = information_limit(log_likelihood_b, data.theta, data.weights, vectorized=vectorized)
     logZ_ab = logZ_ab_err = None
     if logZ_a is not None:
         logZ_ab = float(logZ_a) + logz
@@ -350,10 +348,7 @@ def _run_joint(joint, x, w, log_q, log_lb, logZ_ab, logZ_ab_err, sampler_args, n
     out = {"samples": np.asarray(xj, np.float64), "weights": wj, "logZ": logz, "logZ_err": logz_err}
     comparison = compare((x, w), xj, wj)
     # KL(seq ‖ joint) = E_seq[log r] + log E_seq[1/r], r = (L_B q_A) / (L_AB π) unnormalised: no evidences
-    if sampler_args["vectorize"]:
-        log_joint = np.asarray(log_like(x), np.float64) + np.asarray(prior.logpdf(x), np.float64)
-    else:
-        log_joint = np.array([float(log_like(p)) for p in x]) + np.asarray(prior.logpdf(x), np.float64)
+    log_joint = evaluate_rows(log_like, x, sampler_args["vectorize"]) + np.asarray(prior.logpdf(x), np.float64)
     log_r = log_lb + log_q - log_joint
     ok = np.isfinite(log_r)
     comparison["kl"] = float(np.sum(w[ok] * log_r[ok]) / w[ok].sum() + logsumexp(-log_r[ok], b=w[ok] / w[ok].sum()))
