@@ -55,7 +55,13 @@ class SampleData:
     @property
     def ess(self):
         """Kish effective sample size of the weights."""
-        return float(self.weights.sum() ** 2 / np.sum(self.weights**2))
+        return kish_ess(self.weights)
+
+
+def kish_ess(weights):
+    """Kish's effective sample size ``(Σw)² / Σw²`` of non-negative weights, of any scale."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / np.sum(w * w))
 
 
 def _is_anesthetic(obj):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
+from margflow.data import kish_ess
 from margflow.densities import UniformBox, _Estimator, _Scipy, evaluate_rows, log_density
 
 __all__ = ["importance_evidence", "reweight", "EvidenceResult"]
@@ -222,7 +223,7 @@ def importance_evidence(
         raise ValueError("every trial has zero weight: the proposal misses the region where L·π > 0")
     logZ = float(logsumexp(log_w[positive]) - np.log(n))
     w = np.exp(log_w[positive] - log_w[positive].max())
-    ess = float(w.sum() ** 2 / np.sum(w * w))
+    ess = kish_ess(w)
     err = float(np.sqrt(max(1.0 / ess - 1.0 / n, 0.0)))
     return EvidenceResult(
         logZ=logZ,

@@ -22,18 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
+from margflow.data import kish_ess
 from margflow.densities import evaluate_rows
 from margflow.priors import FlowPrior
 
 __all__ = ["sequential", "SequentialResult", "compare", "information_limit"]
-
-
-def _kish(logw):
-    logw = np.asarray(logw, dtype=np.float64)
-    logw = logw[np.isfinite(logw)]
-    if len(logw) == 0:
-        return 0.0
-    return float(np.exp(2 * logsumexp(logw) - logsumexp(2 * logw)))
 
 
 def information_limit(log_likelihood_b, theta_a, weights_a=None, *, vectorized=True):
@@ -50,11 +43,12 @@ def information_limit(log_likelihood_b, theta_a, weights_a=None, *, vectorized=T
     x = np.asarray(theta_a, dtype=np.float64)
     w = np.ones(len(x)) if weights_a is None else np.asarray(weights_a, dtype=np.float64)
     logl = evaluate_rows(log_likelihood_b, x, vectorized)
+    n = kish_ess(w)
     with np.errstate(divide="ignore"):
-        logw = np.log(w)
-    ess_b, n = _kish(logw + logl), _kish(logw)
-    if ess_b == 0:
+        logw = np.log(w) + logl
+    if not np.isfinite(logw).any():
         return np.inf, 0.0, n
+    ess_b = kish_ess(np.exp(logw - logw.max()))  # scaled: L_B may overflow
     return float(np.sqrt(max(1.0 / ess_b - 1.0 / n, 0.0))), ess_b, n
 
 
@@ -120,7 +114,7 @@ class SequentialResult:
     @property
     def ess(self):
         """Kish effective sample size of the posterior weights."""
-        return float(1.0 / np.sum(self.weights**2))
+        return kish_ess(self.weights)
 
     def mean(self):
         return np.average(self.samples, weights=self.weights, axis=0)
