@@ -10,8 +10,9 @@ The estimator's part comes from Bayesian-bootstrap refits ``q_b`` of the prior
 (:meth:`~margflow.DensityEstimator.bootstrap`): each gives
 ``log Z_{B|A}^(b) = log Z_{B|A} + log E_post[q_b / q]`` by reweighting the same
 posterior draws, so it costs no further likelihood calls; the spread over
-``b`` is the error. It contains the information limit of a finite chain,
-``√(1/ESS_B − 1/N)`` with ``ESS_B`` the Kish size of ``L_B`` over A's chain.
+``b`` is the error. Beside it stands the information limit
+``√(1/ESS_B − 1/N)`` (``ESS_B`` the Kish size of ``L_B`` over A's chain), the
+error of reweighting the chain itself; a smooth fit may beat it.
 :func:`compare` sets the result beside a one-shot joint analysis.
 """
 
@@ -30,11 +31,15 @@ __all__ = ["sequential", "SequentialResult", "compare", "information_limit"]
 
 
 def information_limit(log_likelihood_b, theta_a, weights_a=None, *, vectorized=True):
-    """``σ_info = √(1/ESS_B − 1/N)``: the least error in log Z_{B|A} a finite chain A allows.
+    """``σ_info = √(1/ESS_B − 1/N)``: the error of log Z_{B|A} from reweighting a finite chain A.
 
     ``ESS_B`` is the Kish effective sample size of ``w_A L_B`` over A's chain
     and ``N`` the Kish size of ``w_A``: what the chain knows about the region
-    B selects. No estimator fitted to the chain can do better on average.
+    B selects. It is the error of reweighting the chain itself by ``L_B``. A
+    smooth fit to the chain can do better where its form is right (on the
+    linear-Gaussian benchmark the flow's bootstrap error was 0.006 against
+    σ_info 0.077) and worse where it is not; the bootstrap error of
+    :func:`sequential` measures the fit's own.
 
     Returns
     -------
