@@ -121,6 +121,36 @@ def _programs(graph, structure, dtype):
     return {fn.__name__: _Program(fn, fn.__name__) for fn in fns}
 
 
+def ensemble_members(estimator, ensemble, *, seed=None, progress=True):
+    """Resolve an ``ensemble`` argument: refits of ``estimator`` made now, or refits given.
+
+    Parameters
+    ----------
+    estimator : DensityEstimator or any object with ``params`` (and ``bootstrap`` for an int)
+    ensemble : None, int or sequence of estimators
+        ``None`` or 0: none; ``n``: ``estimator.bootstrap(n)``; a sequence:
+        refits made before (over the same parameters), reused.
+
+    Returns
+    -------
+    list
+    """
+    if ensemble is None:
+        return []
+    if isinstance(ensemble, int | np.integer):
+        if ensemble < 0:
+            raise ValueError(f"ensemble must be a number of refits >= 0 or a list of refits, got {ensemble}")
+        return estimator.bootstrap(int(ensemble), seed=seed, progress=progress) if ensemble else []
+    members = list(ensemble)
+    for m in members:
+        if list(getattr(m, "params", [])) != list(estimator.params):
+            raise ValueError(
+                f"ensemble member parameters {getattr(m, 'params', None)} differ from the estimator's "
+                f"{list(estimator.params)}; make refits with estimator.bootstrap(n)"
+            )
+    return members
+
+
 class DensityEstimator:
     """Base class: data, bounds, and the numpy-facing API.
 

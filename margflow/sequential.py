@@ -25,6 +25,7 @@ from scipy.special import logsumexp
 
 from margflow.data import kish_ess
 from margflow.densities import evaluate_rows
+from margflow.estimator import ensemble_members
 from margflow.priors import FlowPrior
 
 __all__ = ["sequential", "SequentialResult", "compare", "information_limit"]
@@ -197,9 +198,11 @@ def sequential(
     prior_bounds : optional
         A box for B's prior narrower than A's bounds (the estimator is
         renormalised inside it, see :class:`~margflow.FlowPrior`).
-    ensemble : int
+    ensemble : int or sequence of DensityEstimator
         Bootstrap refits of the estimator for its share of the error of
-        ``log Z_{B|A}`` (0: none; the reported error then leaves it out).
+        ``log Z_{B|A}`` (0: none; the reported error then leaves it out), or
+        refits already made, ``posterior_a.bootstrap(n)``, to reuse them when
+        one fit of A serves several analyses B.
     information : bool
         Also compute the information limit, which costs one evaluation of
         ``L_B`` per sample of A's chain.
@@ -260,6 +263,7 @@ def sequential(
         if logZ_a_err is None and data.source is not None and hasattr(data.source, "logZ"):
             logZ_a_err = float(np.std(data.source.logZ(200)))
     prior = FlowPrior(est, bounds=prior_bounds, seed=seed)
+    members = ensemble_members(est, ensemble, seed=seed, progress=progress)  # before sampling: fail early
 
     sampler_args = dict(
         n_dim=prior.dim,
@@ -277,7 +281,6 @@ def sequential(
     logz, logz_err = (float(v) for v in sampler.evidence())
 
     # the estimator's share: the same draws reweighted by each refit q_b / q
-    members = est.bootstrap(int(ensemble), seed=seed, progress=progress) if ensemble else []
     lq = prior.logpdf(x)
     ens = []
     for m in members:

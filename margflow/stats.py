@@ -21,6 +21,7 @@ from scipy.special import logsumexp
 
 from margflow.data import load_samples
 from margflow.densities import log_density
+from margflow.estimator import ensemble_members
 
 __all__ = ["marginal_stats"]
 
@@ -115,12 +116,7 @@ def marginal_stats(
     if nsamples < 1:
         raise ValueError(f"nsamples must be a positive integer, got {nsamples}")
     data = estimator.data if samples is None else load_samples(samples, params=estimator.params)
-    if isinstance(ensemble, (int, np.integer)):
-        ensemble = estimator.bootstrap(ensemble, seed=seed, progress=progress)
-    ensemble = list(ensemble or [])
-    for m in ensemble:
-        if list(m.params) != list(estimator.params):
-            raise ValueError(f"ensemble member parameters {m.params} differ from the estimator's {estimator.params}")
+    ensemble = ensemble_members(estimator, ensemble, seed=seed, progress=progress)
     # bootstrap refits of the data averaged over carry their reweighting: the draws are theirs alone
     members, own = ensemble, [getattr(m, "_bootstrap_of", None) is data for m in ensemble]
     if not (members and all(own)):

@@ -129,3 +129,21 @@ def test_sequential_with_a_process_pool(chain_a):
     diff = pooled.logZ_B_given_A - serial.logZ_B_given_A
     assert abs(diff) < 4 * np.hypot(pooled.sampler_err, serial.sampler_err), (pooled, serial)
     assert pooled.estimator_err == 0 and pooled.sigma_info is None
+
+
+def test_sequential_reuses_given_refits(chain_a):
+    """``ensemble`` as refits made before gives the same estimator error as making them inside;
+    refits over other parameters are refused before pocoMC runs."""
+    box = [[-3, 3], [-3, 3]]
+    kde = mf.KDE(chain_a, bounds=box)
+    kwargs = dict(information=False, progress=False, seed=7, **SMALL_POCO)
+    made = mf.sequential(kde, like_b, ensemble=3, **kwargs)
+    given = mf.sequential(kde, like_b, ensemble=kde.bootstrap(3, seed=7, progress=False), **kwargs)
+    assert len(given.ensemble_logZ) == 3 and given.estimator_err > 0
+    np.testing.assert_allclose(given.ensemble_logZ, made.ensemble_logZ, rtol=0, atol=1e-9)
+    other = mf.KDE(chain_a, params=["a", "b"], bounds=box)
+    with pytest.raises(ValueError, match="ensemble member parameters"):
+        mf.sequential(kde, like_b, ensemble=[other], **kwargs)
+    with pytest.raises(ValueError, match="ensemble must be"):
+        mf.sequential(kde, like_b, ensemble=-1, **kwargs)
+
