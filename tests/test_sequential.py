@@ -1,8 +1,14 @@
 """mf.sequential: A's fitted posterior as B's prior in pocoMC, against the conjugate Gaussian answer."""
 
+import json
 import multiprocessing
+import os
 import pickle
+import shutil
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +153,28 @@ def test_sequential_reuses_given_refits(chain_a):
     with pytest.raises(ValueError, match="ensemble must be"):
         mf.sequential(kde, like_b, ensemble=-1, **kwargs)
 
+
+@pytest.mark.slow
+def test_sequential_with_an_mpi_pool(tmp_path):
+    """An mpi4py.futures.MPIPoolExecutor as pocoMC's pool, the way a cluster job runs it:
+    ``mpiexec -n 3 python -m mpi4py.futures tests/mpi_sequential.py``; two MPI workers evaluate
+    B's likelihood. The pooled answer agrees with the serial one within errors."""
+    pytest.importorskip("mpi4py")
+    # MPICH's wheel puts mpiexec beside the interpreter, which a venv need not have on PATH
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec: pip install mpich (or load the site's MPI)")
+    out = tmp_path / "mpi.json"
+    script = Path(__file__).with_name("mpi_sequential.py")
+    cmd = [mpiexec, "-n", "3", sys.executable, "-m", "mpi4py.futures", str(script), str(out)]
+    run = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["world_size"] == 3 and res["workers"] == 2 and res["through_pool"]
+    (zp, ep), (zs, es) = res["pooled"], res["serial"]
+    assert abs(zp - zs) < 4 * np.hypot(ep, es), res
+    # posterior means: each with its Monte Carlo error sd / √ESS
+    se = np.hypot(*(np.array(res[f"{k}_sd"]) / np.sqrt(res[f"{k}_ess"]) for k in ("pooled", "serial")))
+    assert np.all(np.abs(np.subtract(res["pooled_mean"], res["serial_mean"])) < 4 * se), res
