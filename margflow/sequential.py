@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
+from margflow import _torch
 from margflow.data import kish_ess
 from margflow.densities import evaluate_rows
 from margflow.estimator import ensemble_members
@@ -232,6 +233,13 @@ def sequential(
     -------
     SequentialResult
 
+    Raises
+    ------
+    RuntimeError
+        Before anything runs, where TensorFlow was imported before margflow
+        while triton (a CUDA torch build) is installed: pocoMC's flow
+        training would abort the process (see :mod:`margflow._torch`).
+
     Notes
     -----
     When A's chain holds every parameter of A (no nuisance parameters), its
@@ -241,6 +249,7 @@ def sequential(
     default likelihood loss (benchmarks/RESULTS-sequential.md). With nuisance
     parameters those values are not the marginal's: keep the default.
     """
+    _torch.check_for_pocomc()
     import pocomc
 
     from margflow.data import load_samples

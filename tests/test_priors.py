@@ -291,6 +291,54 @@ def test_torch_guard_imports_dynamo_first_when_triton_is_installed(tmp_path):
     assert "DYNAMO False" in late and "WARNED True" in late, late
 
 
+def _real_triton():
+    import importlib.util
+
+    spec = importlib.util.find_spec("triton")
+    return spec is not None and spec.origin is not None and Path(spec.origin).parent.joinpath("_C").is_dir()
+
+
+@pytest.mark.slow
+def test_tensorflow_first_with_real_triton_is_refused_not_aborted():
+    """With the real triton installed (the LLVM a CUDA torch build ships; its wheel installs on CPU
+    machines too). Control: TensorFlow then ``torch._dynamo`` aborts the process here, so the
+    in-one-process test above is a real check of margflow's import order. With TensorFlow imported
+    first, margflow warns at import and ``mf.sequential`` raises a clear error instead of letting
+    pocoMC's flow training abort the process (a notebook kernel would die)."""
+    if not _real_triton():
+        pytest.skip("triton is not installed (the test extra installs it on Linux x86-64)")
+    pytest.importorskip("pocomc")
+
+    def run(code):
+        return subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+        )
+
+    control = run("import tensorflow\nimport torch._dynamo\nprint('survived')")
+    if control.returncode == 0:
+        pytest.skip("this triton and this TensorFlow load side by side: nothing to guard against")
+    assert "registered more than once" in control.stderr, control.stderr[-2000:]
+    out = run(
+        """
+        import warnings
+        import numpy as np
+        import tensorflow
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import margflow as mf
+        print("WARNED", any("registered more than once" in str(w.message) for w in caught))
+        x = np.random.default_rng(0).normal(0.0, 0.3, size=(500, 2))
+        try:
+            mf.sequential(x, lambda t: -np.sum(t**2, 1), bounds=[[-3, 3], [-3, 3]], progress=False)
+        except RuntimeError as exc:
+            print("REFUSED", exc)
+        """
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "WARNED True" in out.stdout, out.stdout
+    assert "REFUSED" in out.stdout and "Restart the Python process" in out.stdout, out.stdout
+
+
 def test_torch_guard_runs_before_tensorflow_is_imported():
     """margflow's __init__ calls the guard before any module that imports TensorFlow."""
     import ast
