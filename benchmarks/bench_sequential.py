@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_maf import machine  # noqa: E402
 
 import margflow as mf  # noqa: E402
+from margflow.data import kish_ess  # noqa: E402
 
 SIGMA = 0.1
 QUANTILES = (0.05, 0.5, 0.95)
@@ -289,7 +290,7 @@ def run_case(case, seed, ensemble):
     qerr = quantile_errors(res.samples, res.weights, exact)
     row = {
         "case": case.name,
-        "ESS_A": float(1 / np.sum(wa**2)),
+        "ESS_A": kish_ess(wa),
         "logZ_A": logz_a,
         "logZ_A_exact": exact["logZ_A"],
         "logZ_AB": res.logZ_AB,
@@ -354,7 +355,7 @@ def main():
         "",
         f"Run {time.strftime('%Y-%m-%d')} on {machine()}; {time.perf_counter() - t_start:.0f} s in all "
         f"(seeds {seeds.start}-{seeds.stop - 1}, ensemble {args.ensemble}).",
-        f"Chain A: a pocoMC run ({_settings(POCO)}; n_evidence 32768 for the linear chain, shared by",
+        f"Chain A: a pocoMC run ({_settings(POCO)}; n_evidence {Linear.n_evidence_a} for the linear chain, shared by",
         "linear and tension, as is its fit); MAF fit with loss kl_logvar (PiecewiseMAF, NLL, for bimodal); B:",
         "`mf.sequential`",
         f"(pocoMC with the fitted flow as prior, {_settings(POCO_B)}).",

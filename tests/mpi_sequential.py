@@ -19,7 +19,6 @@ def main(out):
     from scipy.stats import multivariate_normal
 
     import margflow as mf
-    from margflow.data import kish_ess
 
     box = [[-3, 3], [-3, 3]]
     chain_a = np.random.default_rng(0).normal(0.0, 0.3, size=(4000, 2))
@@ -41,10 +40,7 @@ def main(out):
         "serial": [serial.logZ_B_given_A, serial.sampler_err],
     }
     for name, r in (("pooled", pooled), ("serial", serial)):
-        mean = r.samples.T @ r.weights
-        result[f"{name}_mean"] = mean
-        result[f"{name}_sd"] = np.sqrt(((r.samples - mean) ** 2).T @ r.weights)
-        result[f"{name}_ess"] = kish_ess(r.weights)
+        result[f"{name}_mean"], result[f"{name}_sd"], result[f"{name}_ess"] = r.mean(), r.std(), r.ess
     with open(out, "w") as f:
         json.dump({k: np.asarray(v).tolist() for k, v in result.items()}, f)
 
