@@ -181,6 +181,9 @@ class FlowEstimator(DensityEstimator):
             losses[loss](self._graph.log_prob),
             z,
             w,
+            # early stopping on the held-out likelihood: the log-variance term is quadratic in each
+            # row's misfit, and one held-out row against a bound decided it (the curved benchmark)
+            val_loss_fn=forward_kl(self._graph.log_prob) if loss == "kl_logvar" else None,
             seed=self.seed if seed is None else seed,
             progress=progress,
             config=extra,
@@ -193,7 +196,7 @@ class FlowEstimator(DensityEstimator):
             ema_decay=ema_decay,
         )
 
-    def _train(self, loss, loss_fn, x, w, *, seed, progress, jit=True, config=None, **settings):
+    def _train(self, loss, loss_fn, x, w, *, seed, progress, jit=True, config=None, val_loss_fn=None, **settings):
         """Run the shared training loop on rows ``x`` with weights ``w``, continuing the history,
         and record the settings (``fit_config``, with the loss's own ``config``) that a refit repeats."""
         self.fit_config = {**settings, **(config or {}), "seed": seed, "loss": loss}
@@ -203,6 +206,7 @@ class FlowEstimator(DensityEstimator):
             x,
             w,
             consts=self._consts,
+            val_loss_fn=val_loss_fn,
             seed=seed,
             progress=progress,
             dtype=self._dtype,

@@ -200,6 +200,7 @@ def train(
     weights,
     *,
     consts=(),
+    val_loss_fn=None,
     epochs=1000,
     batch_size=512,
     learning_rate=1e-3,
@@ -235,6 +236,12 @@ def train(
         Non-negative sample weights.
     consts : tuple of tf.Tensor
         Passed to ``loss_fn`` unchanged.
+    val_loss_fn : callable, optional
+        The held-out score that decides early stopping, the learning-rate
+        decay and which epoch is kept (same signature; default ``loss_fn``).
+        A loss with a term that is quadratic in each row's misfit (the
+        log-variance of :func:`kl_logvar`) lets one held-out row decide it;
+        the forward KL (the likelihood) is linear in it.
     epochs : int
         Most passes over the training data.
     batch_size : int
@@ -246,7 +253,8 @@ def train(
     validation_fraction : float
         Fraction of the rows held out (seeded). With 0, the training loss
         decides early stopping (of the averaged weights when ``ema_decay``
-        is set, at the cost of one more pass over the rows per epoch).
+        is set, or ``val_loss_fn`` when given, at the cost of one more pass
+        over the rows per epoch).
     lr_decay_patience : int, optional
         Halve (``lr_decay_factor``) the learning rate after this many epochs
         without improvement; default ``max(1, patience // 5)``.
@@ -325,7 +333,7 @@ def train(
     adam = _Adam(params)
     consts = tuple(consts)
     state = (params, averaged, adam.m, adam.v, adam.t, lr_var)
-    settings = (loss_fn, shapes, batch_size, float(clip_norm), has_val, dtype, float(ema_decay))
+    settings = (loss_fn, val_loss_fn or loss_fn, shapes, batch_size, float(clip_norm), has_val, dtype, float(ema_decay))
     run_epoch = _compiled_epoch(*settings, bool(jit), x.shape[1], state, consts)
 
     history = History() if history is None else history
@@ -427,13 +435,13 @@ def trace_count():
     return _TRACES
 
 
-def _compiled_epoch(loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_decay, jit, d, state, consts):
+def _compiled_epoch(loss_fn, val_loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_decay, jit, d, state, consts):
     """The concrete epoch function for these settings, traced at most once per process.
 
     The state is traced by shape and dtype, and the data by ``[None, d]``, so
     any model of the same architecture on any data reuses the graph.
     """
-    fn = _epoch_function(loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_decay, jit)
+    fn = _epoch_function(loss_fn, val_loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_decay, jit)
     data = (
         tf.TensorSpec([None, d], dtype),
         tf.TensorSpec([None], dtype),
@@ -445,7 +453,7 @@ def _compiled_epoch(loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_
 
 
 @lru_cache(maxsize=64)
-def _epoch_function(loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_decay, jit):
+def _epoch_function(loss_fn, val_loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_decay, jit):
     # the step is XLA-compiled (about 25% faster per epoch on CPU); autograph
     # stays off: the loop is an explicit tf.while_loop
     @tf.function(autograph=False, jit_compile=jit)
@@ -478,10 +486,10 @@ def _epoch_function(loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_
         _, total = tf.while_loop(lambda b, _: b < n_batches, body, (tf.constant(0), tf.constant(0.0, dtype)))
         mean = total / tf.cast(n_batches, dtype)
         if has_val:
-            val = loss_fn(_unflatten(averaged, shapes), consts, x_val, w_val)
-        elif ema_decay:
-            # no held-out rows: judge the averaged weights on the training rows
-            val = loss_fn(_unflatten(averaged, shapes), consts, x_train, w_train)
+            val = val_loss_fn(_unflatten(averaged, shapes), consts, x_val, w_val)
+        elif ema_decay or val_loss_fn is not loss_fn:
+            # no held-out rows: judge the (averaged) weights on the training rows
+            val = val_loss_fn(_unflatten(averaged, shapes), consts, x_train, w_train)
         else:
             val = mean
         return mean, val
