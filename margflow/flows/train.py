@@ -435,7 +435,9 @@ def trace_count():
     return _TRACES
 
 
-def _compiled_epoch(loss_fn, val_loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_decay, jit, d, state, consts):
+def _compiled_epoch(
+    loss_fn, val_loss_fn, shapes, batch_size, clip_norm, has_val, dtype, ema_decay, jit, d, state, consts
+):
     """The concrete epoch function for these settings, traced at most once per process.
 
     The state is traced by shape and dtype, and the data by ``[None, d]``, so
