@@ -166,3 +166,20 @@ def test_moving_average_of_the_weights_is_what_is_kept(ema_decay):
     assert p.numpy()[0] == pytest.approx(expected, rel=1e-5)
     # with no held-out rows the averaged weights are judged on the training rows
     assert hist.best_val_loss == pytest.approx((1 - expected) ** 2 if ema_decay else 1.0, rel=1e-5)
+
+
+def test_kl_logvar_stops_on_the_held_out_likelihood():
+    """With loss="kl_logvar" the kept epoch is the one of lowest held-out forward KL: the
+    log-variance term, quadratic in each row's misfit, would let one held-out row decide."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 2))
+    log_p = -0.5 * np.sum(x**2, axis=1)
+    flow = mf.MAF(x, n_layers=2, hidden=(16, 16), seed=2)
+    hist = flow.fit(epochs=40, patience=40, progress=False, loss="kl_logvar", log_density=log_p)
+    z, w = flow._training_data(flow._log_density)
+    _, i_val = split_indices(len(z), 0.2, flow.seed)
+    lq = flow._flow.log_prob(tf.constant(z[i_val, :-1], tf.float32)).numpy()
+    wv = w[i_val] / w[i_val].mean()
+    kl = np.mean(wv * (z[i_val, -1] - lq))  # the forward KL of the kept weights, no variance term
+    assert kl == pytest.approx(hist.best_val_loss, rel=1e-4, abs=1e-5)
+    assert hist.best_epoch == int(np.argmin(hist.val_loss))
