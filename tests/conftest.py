@@ -59,6 +59,13 @@ def _kde(sample_fn, transform="probit"):
     return make
 
 
+def _heavy_samples(n=3000, seed=6):
+    """A bivariate Student-t (ν = 3), open on every side: a case for the Student-t base."""
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(n, 2)) @ np.array([[2.0, 0.0], [2.4, 1.8]]).T
+    return 1.0 + g / np.sqrt(rng.chisquare(3.0, n) / 3.0)[:, None], np.array([[-INF, INF], [-INF, INF]])
+
+
 def _two_mode_samples(n=3000, seed=4):
     """Two separated modes in a box with one open side: a case for the piecewise mixture."""
     rng = np.random.default_rng(seed)
@@ -77,10 +84,12 @@ ESTIMATOR_CASES = {
     "maf-unbounded": _trained(mf.MAF, _unbounded_samples),
     "maf-box-probit": _trained(mf.MAF, _box_samples),
     "maf-mixed-logit": _trained(mf.MAF, _mixed_samples, "logit"),
+    "maf-student_t-heavy": _trained(mf.MAF, _heavy_samples, base="student_t"),
     "realnvp-box-probit": _trained(mf.RealNVP, _box_samples),
     "realnvp-mixed-logit": _trained(mf.RealNVP, _mixed_samples, "logit"),
     "spline-box-probit": _trained(mf.SplineFlow, _box_samples, n_bins=6),
     "spline-mixed-logit": _trained(mf.SplineFlow, _mixed_samples, "logit", n_bins=6),
+    "spline-student_t-mixed-logit": _trained(mf.SplineFlow, _mixed_samples, "logit", n_bins=6, base="student_t"),
 }
 
 _cache = {}

@@ -6,6 +6,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import margflow as mf
+from margflow.flows.train import split_indices
 
 GAUSS = multivariate_normal([0.3, -0.2], [[1.0, 0.6], [0.6, 2.0]])
 X = GAUSS.rvs(3000, random_state=np.random.default_rng(0))
@@ -94,10 +95,28 @@ def test_kl_logvar_beats_the_nll_on_a_curved_target():
     assert j_lv + 2 * np.hypot(e_nll, e_lv) < j_nll, out
 
 
+def test_stop_on_scores_the_held_out_rows_on_the_loss_or_the_likelihood():
+    """After one epoch (the same weights either way), the held-out score with stop_on="loss" is the
+    one with "likelihood" plus 3 times the variance of log q - log p over the held-out rows; the
+    choice is recorded, and a refit repeats it."""
+    x = _banana_sample(4000, 6)
+    vals = {}
+    for stop_on in ("likelihood", "loss"):
+        f = mf.MAF(x, seed=2, n_layers=2, hidden=(16, 16))
+        h = f.fit(epochs=1, progress=False, loss="kl_logvar", log_density=_banana_logpdf, stop_on=stop_on)
+        vals[stop_on] = h.val_loss[0]
+        assert f.fit_config["stop_on"] == stop_on and f._fit_kwargs()["stop_on"] == stop_on
+    _, i_val = split_indices(len(x), 0.2, 2)
+    d = f.log_prob(x[i_val]) - _banana_logpdf(x[i_val])
+    assert vals["loss"] - vals["likelihood"] == pytest.approx(3 * d.var(), rel=1e-3)
+
+
 def test_loss_inputs_say_what_is_wrong():
     f = _flow()
     with pytest.raises(ValueError, match="loss must be one of"):
         f.fit(loss="reverse", **SHORT)
+    with pytest.raises(ValueError, match="stop_on must be"):
+        f.fit(stop_on="val", **SHORT)
     with pytest.raises(ValueError, match="needs log_density"):
         f.fit(loss="jeffreys", **SHORT)
     with pytest.raises(ValueError, match="takes no log_density"):

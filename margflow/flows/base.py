@@ -1,4 +1,4 @@
-"""Normalising flows in z-space: a TFP bijector chain on a standard normal base."""
+"""Normalising flows in z-space: a TFP bijector chain on a standard normal or Student-t base."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ tfd = tfp.distributions
 
 
 class FlowEstimator(DensityEstimator):
-    """A density estimator whose z-space model is ``bijector(N(0, I))``.
+    """A density estimator whose z-space model is ``bijector(base)``, the base ``N(0, I)`` or a
+    standard multivariate Student-t (``base="student_t"``).
 
     Subclasses build, in ``_build(config)``:
 
@@ -38,8 +39,7 @@ class FlowEstimator(DensityEstimator):
     _dtype = tf.float32
 
     def _make_distribution(self):
-        d = self.dim
-        base = tfd.MultivariateNormalDiag(loc=tf.zeros(d, self._dtype), scale_diag=tf.ones(d, self._dtype))
+        base = self._graph.reference_base(self._variables[0], self._dtype)
         self._flow = tfd.TransformedDistribution(base, self._bijector)
 
     def _model_args(self):
@@ -90,6 +90,7 @@ class FlowEstimator(DensityEstimator):
         loss="nll",
         log_density=None,
         logvar_weight=None,
+        stop_on=None,
     ):
         """Train on the weighted samples by minimising the weighted negative log-likelihood
         (or a divergence, when the samples' target log-densities are known).
@@ -145,6 +146,22 @@ class FlowEstimator(DensityEstimator):
             ``"kl"``, ``"jeffreys"`` and ``"kl_logvar"``.
         logvar_weight : float, optional
             The weight of the log-variance term of ``"kl_logvar"`` (default 3).
+        stop_on : {None, "likelihood", "loss"}
+            What the held-out rows are scored on, for the learning-rate schedule,
+            early stopping and the epoch kept. ``"loss"``: the training loss.
+            ``"likelihood"``: the held-out ``KL(p‖q)`` (with ``log_density``; the
+            negative log-likelihood up to a constant). ``None`` (default):
+            ``"likelihood"`` for ``"kl_logvar"``, ``"loss"`` for the others.
+            For ``"kl_logvar"`` the choice matters. The held-out likelihood is
+            robust but coarse: its scatter between epochs (about 3e-5 nats on
+            20,000 held-out banana rows) stops a fit whose shape is still
+            improving. The held-out log-variance is precise (its relative error is
+            √(2/n)), so the fit runs on to its better epochs. Measured on the
+            banana, 10^5 samples, Jeffreys divergence on 10^6 fresh draws, RealNVP
+            with silu: ``"likelihood"`` 4.1e-5, ``"loss"`` 9.4e-6. But every
+            held-out row counts quadratically in the log-variance, so one row
+            with a large misfit (a point pressed against a bound) can decide the
+            epoch: keep the default when the posterior meets its prior bounds.
 
         Returns
         -------
@@ -173,6 +190,14 @@ class FlowEstimator(DensityEstimator):
                 + ("needs log_density" if log_density is None else "takes no log_density")
                 + ': "kl" and "jeffreys" use the samples\' target log-densities, "nll" the samples alone'
             )
+        if stop_on not in (None, "likelihood", "loss"):
+            raise ValueError(f'stop_on must be None, "likelihood" or "loss", got {stop_on!r}')
+        if stop_on == "likelihood" and loss == "nll":
+            stop_on = "loss"  # the same thing
+        if stop_on is None:
+            stop_on = "likelihood" if loss == "kl_logvar" else "loss"
+        if loss != "nll":
+            extra["stop_on"] = stop_on
         if log_density is not None:  # kept for bootstrap refits (not saved in the model file)
             self._log_density = self._sample_log_density(log_density)
         z, w = self._training_data(None if log_density is None else self._log_density)
@@ -181,9 +206,9 @@ class FlowEstimator(DensityEstimator):
             losses[loss](self._graph.log_prob),
             z,
             w,
-            # early stopping on the held-out likelihood: the log-variance term is quadratic in each
-            # row's misfit, and one held-out row against a bound decided it (the curved benchmark)
-            val_loss_fn=forward_kl(self._graph.log_prob) if loss == "kl_logvar" else None,
+            # by default kl_logvar stops on the held-out likelihood: the log-variance term is quadratic
+            # in each row's misfit, and one held-out row against a bound decided it (the curved benchmark)
+            val_loss_fn=forward_kl(self._graph.log_prob) if stop_on == "likelihood" else None,
             seed=self.seed if seed is None else seed,
             progress=progress,
             config=extra,

@@ -44,6 +44,8 @@ class RealNVP(MAF):
     hidden : tuple of int
         Hidden units of each coupling network.
     activation : str
+    base : {"normal", "student_t"}
+        As for :class:`MAF`.
 
     Examples
     --------
@@ -59,7 +61,9 @@ class RealNVP(MAF):
         return [np.arange(self.dim)[::-1] for _ in range(n_layers - 1)]
 
     def _make_graph(self, config):
-        return _realnvp_graph(self.dim, config["n_layers"], tuple(config["hidden"]), config["activation"])
+        return _realnvp_graph(
+            self.dim, config["n_layers"], tuple(config["hidden"]), config["activation"], config.get("base", "normal")
+        )
 
     def _build(self, config):
         super()._build(config)
@@ -109,9 +113,9 @@ class _RealNVPGraph(_MAFGraph):
 
     sequential_forward = False
 
-    def __init__(self, d, n_layers, hidden, activation):
+    def __init__(self, d, n_layers, hidden, activation, base="normal"):
         self.m = d // 2
-        super().__init__(d, n_layers, hidden, activation)
+        super().__init__(d, n_layers, hidden, activation, base)
         self.size += 2 * d  # the final layer
 
     def _network(self, hidden, activation):
@@ -130,13 +134,13 @@ class _RealNVPGraph(_MAFGraph):
         # the conditioning half passes unchanged, so one pass of the network inverts the layer
         return self._map_forward(weights, u, u)
 
-    def forward(self, variables, consts, eps):
+    def _flow_forward(self, variables, consts, eps):
         shift, log_scale = self._final(variables[0])
-        return super().forward(variables, consts, eps) * tf.exp(log_scale) + shift
+        return super()._flow_forward(variables, consts, eps) * tf.exp(log_scale) + shift
 
-    def inverse(self, variables, consts, z):
+    def _flow_inverse(self, variables, consts, z):
         shift, log_scale = self._final(variables[0])
-        eps, logdet = super().inverse(variables, consts, (z - shift) * tf.exp(-log_scale))
+        eps, logdet = super()._flow_inverse(variables, consts, (z - shift) * tf.exp(-log_scale))
         return eps, logdet - tf.reduce_sum(log_scale)
 
     def tfp_layer(self, flat, i):
@@ -151,5 +155,5 @@ class _RealNVPGraph(_MAFGraph):
 
 
 @cache
-def _realnvp_graph(d, n_layers, hidden, activation):
-    return _RealNVPGraph(d, n_layers, hidden, activation)
+def _realnvp_graph(d, n_layers, hidden, activation, base="normal"):
+    return _RealNVPGraph(d, n_layers, hidden, activation, base)

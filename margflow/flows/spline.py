@@ -62,6 +62,8 @@ class SplineFlow(MAF):
         Half-width of the spline's range in whitened units (the samples are
         standardised, so the default 5 covers all but a fraction 6e-7 of a
         Gaussian's mass); the map is the identity beyond it.
+    base : {"normal", "student_t"}
+        As for :class:`MAF`.
 
     Examples
     --------
@@ -85,6 +87,7 @@ class SplineFlow(MAF):
         activation="tanh",
         n_bins=8,
         bound=5.0,
+        base="normal",
         transform="probit",
         blend="auto",
         seed=0,
@@ -96,7 +99,7 @@ class SplineFlow(MAF):
             raise ValueError(f"n_bins must be an integer of at least 2, got {n_bins!r}")
         if not np.isfinite(bound) or bound <= 0:
             raise ValueError(f"bound must be a positive number, got {bound!r}")
-        self._init_architecture(n_layers, hidden, activation, n_bins=int(n_bins), bound=float(bound))
+        self._init_architecture(n_layers, hidden, activation, base=base, n_bins=int(n_bins), bound=float(bound))
 
     def _settings(self):
         return {**super()._settings(), "n_bins": self.config["n_bins"], "bound": self.config["bound"]}
@@ -109,16 +112,17 @@ class SplineFlow(MAF):
             config["activation"],
             config["n_bins"],
             config["bound"],
+            config.get("base", "normal"),
         )
 
 
 class _SplineGraph(_MAFGraph):
     """The arithmetic of one spline-flow architecture (see :class:`_MAFGraph`)."""
 
-    def __init__(self, d, n_layers, hidden, activation, n_bins, bound):
+    def __init__(self, d, n_layers, hidden, activation, n_bins, bound, base="normal"):
         self.n_bins, self.bound = int(n_bins), float(bound)
         self.n_outputs = 3 * self.n_bins + 1
-        super().__init__(d, n_layers, hidden, activation)
+        super().__init__(d, n_layers, hidden, activation, base)
         # an unconstrained slope of 0 gives slope 1: the zero network is the identity
         self._slope_shift = float(np.log(np.expm1(1.0 - _MIN_SLOPE)))
 
@@ -205,5 +209,5 @@ class _SplineGraph(_MAFGraph):
 
 
 @cache
-def _spline_graph(d, n_layers, hidden, activation, n_bins, bound):
-    return _SplineGraph(d, n_layers, hidden, activation, n_bins, bound)
+def _spline_graph(d, n_layers, hidden, activation, n_bins, bound, base="normal"):
+    return _SplineGraph(d, n_layers, hidden, activation, n_bins, bound, base)
