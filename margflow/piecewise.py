@@ -46,7 +46,7 @@ class PiecewiseMAF(DensityEstimator):
         Largest k tried when choosing k.
     cluster_rows : int
         Size of the subsample on which k is chosen.
-    n_layers, hidden, activation
+    n_layers, hidden, activation, base
         Architecture of every member flow (see :class:`~margflow.MAF`).
     transform : {"probit", "logit"}
     seed : int
@@ -89,6 +89,7 @@ class PiecewiseMAF(DensityEstimator):
         n_layers=6,
         hidden=(32, 32),
         activation="tanh",
+        base="normal",
         transform="probit",
         blend="auto",
         seed=0,
@@ -112,6 +113,7 @@ class PiecewiseMAF(DensityEstimator):
                 "n_layers": int(n_layers),
                 "hidden": [int(h) for h in np.atleast_1d(hidden)],
                 "activation": str(activation),
+                "base": base,
             },
         }
         self._labels = index

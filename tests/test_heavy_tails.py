@@ -141,3 +141,10 @@ def test_unknown_base_is_an_error(cls):
     x = np.random.default_rng(0).normal(size=(200, 2))
     with pytest.raises(ValueError, match="base must be one of"):
         cls(x, base="cauchy")
+
+
+def test_piecewise_members_take_the_base():
+    x = np.concatenate([_t_samples(600, 4) - 20.0, _t_samples(600, 5) + 20.0])
+    pw = mf.PiecewiseMAF(x, n_clusters=2, n_layers=2, hidden=(8,), base="student_t")
+    assert all(m.base == "student_t" for m in pw.members)
+    assert pw._settings()["base"] == "student_t"
