@@ -117,7 +117,17 @@ def _programs(graph, structure, dtype):
         eps, _ = graph.inverse(*model, tf.cast(preprocess(structure, pre, x)[0], dtype))
         return ndtr(tf.cast(eps, f64))
 
-    fns = (log_prob, from_base, transform, inverse_transform)
+    # a flow on a Student-t base: the flow alone, between its base point and the parameters (the
+    # base's Rosenblatt map runs outside XLA: see FlowEstimator)
+    def from_base_point(model, pre, support, x):
+        z = tf.cast(graph._flow_forward(*model, tf.cast(x, dtype)), f64)
+        return postprocess(structure, pre, z)[0]
+
+    def to_base_point(model, pre, support, theta):
+        x, _ = graph._flow_inverse(*model, tf.cast(preprocess(structure, pre, theta)[0], dtype))
+        return tf.cast(x, f64)
+
+    fns = (log_prob, from_base, transform, inverse_transform, from_base_point, to_base_point)
     return {fn.__name__: _Program(fn, fn.__name__) for fn in fns}
 
 

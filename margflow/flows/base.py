@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from margflow.bounds import parse_bounds, postprocess
+from margflow.bounds import ndtr, parse_bounds, postprocess
 from margflow.data import SampleData
-from margflow.estimator import DensityEstimator
+from margflow.estimator import DensityEstimator, _ndtri_symmetric
 from margflow.flows.train import History, forward_kl, jeffreys, kl_logvar, reverse_kl, train, weighted_nll
 
 __all__ = ["FlowEstimator"]
 
 tfd = tfp.distributions
+
+
+@lru_cache(maxsize=64)
+def _base_maps(graph):
+    """The base's maps from and to the standard normal, as plain (not XLA) float64 graphs."""
+
+    def from_normal(flat, eps):
+        return graph._from_normal(flat, eps)
+
+    def to_normal(flat, x):
+        return graph._to_normal(flat, x)[0]
+
+    return tuple(tf.function(f, autograph=False, jit_compile=False) for f in (from_normal, to_normal))
 
 
 class FlowEstimator(DensityEstimator):
@@ -44,6 +59,43 @@ class FlowEstimator(DensityEstimator):
 
     def _model_args(self):
         return (self._variables, self._consts)
+
+    # -- a Student-t base: its Rosenblatt map in float64, outside the XLA programs ----------------
+    # (TFP's Student-t quantile compiled by XLA inside the sampling program crashed the process
+    # once in a full test run; as a plain graph it is exact and fast enough)
+    def _normal_base(self):
+        return getattr(self._graph, "base", "normal") == "normal"
+
+    def _from_normal_rows(self, eps):
+        """Standard normal rows → parameters, through the base's map and the flow."""
+        if len(eps):
+            x = _base_maps(self._graph)[0](self._variables[0], tf.constant(eps, tf.float64)).numpy()
+        else:
+            x = eps
+        return self._run("from_base_point", x, np.zeros(self.dim))
+
+    def sample(self, n, seed=None):
+        if self._normal_base():
+            return super().sample(n, seed)
+        return self._from_normal_rows(np.random.default_rng(seed).standard_normal((int(n), self.dim)))
+
+    sample.__doc__ = DensityEstimator.sample.__doc__
+
+    def _transform(self, u):
+        if self._normal_base():
+            return super()._transform(u)
+        return self._from_normal_rows(_ndtri_symmetric(tf.constant(u, tf.float64)).numpy())
+
+    def inverse_transform(self, theta):
+        if self._normal_base():
+            return super().inverse_transform(theta)
+        x = self._run("to_base_point", self._inside_rows(theta), self._interior)
+        if not len(x):
+            return x
+        eps = _base_maps(self._graph)[1](self._variables[0], tf.constant(x, tf.float64))
+        return ndtr(eps).numpy()
+
+    inverse_transform.__doc__ = DensityEstimator.inverse_transform.__doc__
 
     def _training_data(self, log_density=None):
         """Training rows in z-space and their weights (zero-weight rows left out); with the
@@ -360,7 +412,8 @@ class FlowEstimator(DensityEstimator):
             np.ones(len(eps)),
             seed=seed,
             progress=progress,
-            jit=not graph.sequential_forward,
+            # XLA cannot differentiate the sequential inverse; a Student-t base's quantile stays out of it
+            jit=not graph.sequential_forward and graph.base == "normal",
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
