@@ -129,7 +129,8 @@ def test_programs_shared_by_architecture(box_data):
         second.transform(np.full((n, 2), 0.25))
         second.inverse_transform(x[:n])
     after = {name: p.tracing_count() for name, p in programs.items()}
-    assert after == {name: 1 for name in programs}, (before, after)
+    # the flow-only programs serve a Student-t base; a normal-base flow never traces them
+    assert after == {name: int(not name.endswith("_point")) for name in programs}, (before, after)
     assert not np.array_equal(first.log_prob(x[:5]), second.log_prob(x[:5]))
 
 
