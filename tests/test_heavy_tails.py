@@ -31,7 +31,7 @@ def test_base_density_and_rosenblatt_map_are_the_multivariate_t(d):
     assert nu == pytest.approx(30.0, rel=1e-6)
     pts = np.random.default_rng(1).standard_cauchy(size=(400, d)).astype(np.float32)  # out to |x| ~ 1e3
     ref = stats.multivariate_t(loc=np.zeros(d), shape=np.eye(d), df=nu).logpdf(pts)
-    lp = graph._base_log_prob(flat, tf.constant(pts)).numpy()
+    lp = graph._student_t_log_prob(flat, tf.constant(pts)).numpy()
     np.testing.assert_allclose(lp, ref, rtol=2e-6, atol=2e-5)
     eps, logdet = graph._to_normal(flat, tf.constant(pts))
     via_eps = logdet.numpy() + stats.multivariate_normal(np.zeros(d)).logpdf(eps.numpy())

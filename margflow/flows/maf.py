@@ -67,7 +67,8 @@ class MAF(FlowEstimator):
         (``"silu"``, ``"gelu"``) fit a density's shape from its values
         (``fit(loss="kl_logvar")``) closer than ``"tanh"``: on the banana of
         Table I (10^5 samples), Jeffreys divergence 2.2e-5 with ``"silu"``
-        against 1.4e-4 with ``"tanh"`` (benchmarks/RESULTS-table1.md).
+        against 1.4e-4 with ``"tanh"`` (side runs, in the notes of
+        benchmarks/RESULTS-table1.md).
     base : {"normal", "student_t"}
         The base distribution. ``"student_t"``: a standard multivariate
         Student-t whose degrees of freedom are learned with the weights
@@ -75,7 +76,8 @@ class MAF(FlowEstimator):
         flow keeps its base's tails: a normal base cannot follow a
         heavy-tailed posterior (a power-law tail), a Student-t base can. On
         the bivariate t_3 of Table I the NLL fit learns ν = 3.00 and the
-        Jeffreys divergence falls from 2e-2 to 1e-4. ``sample``,
+        Jeffreys divergence falls from 4.6e-3 to 6.8e-5
+        (benchmarks/RESULTS-table1.md). ``sample``,
         ``transform`` and ``inverse_transform`` keep the standard normal (and
         the unit hypercube) on the outside: the base is reached through the
         multivariate t's Rosenblatt map. See :attr:`dof`.
@@ -149,18 +151,6 @@ class MAF(FlowEstimator):
         arch = {k: self.config[k] for k in ("n_layers", "hidden", "activation")}
         return {**super()._settings(), **arch, "base": self.base}
 
-    @property
-    def base(self):
-        """The base distribution: ``"normal"`` or ``"student_t"``."""
-        return self.config.get("base", "normal")  # files written before the option: normal
-
-    @property
-    def dof(self):
-        """Degrees of freedom of a Student-t base (learned in training); ``inf`` for the normal base."""
-        if self.base == "normal":
-            return float("inf")
-        return float(self._graph.dof(tf.cast(self._variables[0], tf.float64)).numpy())
-
     def _make_graph(self, config):
         return _maf_graph(
             self.dim, config["n_layers"], tuple(config["hidden"]), config["activation"], config.get("base", "normal")
@@ -228,12 +218,10 @@ class _MAFGraph:
         return tf.exp(tf.clip_by_value(flat[0], lo, hi))
 
     # -- the base ------------------------------------------------------------
-    def _base_log_prob(self, flat, x):
-        """log-density of the base at ``x``."""
+    def _student_t_log_prob(self, flat, x):
+        """log-density of the Student-t base at ``x`` (the normal base's is written in ``log_prob``)."""
         d = self.d
         r2 = tf.reduce_sum(x * x, axis=-1)
-        if self.base == "normal":
-            return -0.5 * r2 - 0.5 * d * np.log(2 * np.pi)
         nu = self.dof(flat)
         # the normalisation in float64: at large ν the two lgammas cancel to many digits
         nu64 = tf.cast(nu, tf.float64)
@@ -330,7 +318,7 @@ class _MAFGraph:
         x, logdet = self._flow_inverse(variables, consts, z)
         if self.base == "normal":  # in the float32 order of the earlier releases: results reproduce to the bit
             return logdet - 0.5 * tf.reduce_sum(x * x, axis=-1) - 0.5 * self.d * np.log(2 * np.pi)
-        return logdet + self._base_log_prob(variables[0], x)
+        return logdet + self._student_t_log_prob(variables[0], x)
 
     def _flow_forward(self, variables, consts, eps):
         """Base point → z.

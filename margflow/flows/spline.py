@@ -46,7 +46,7 @@ class SplineFlow(MAF):
     its fit to finite samples, not by its shape. A smaller, smooth network
     scatters less: ``n_layers=3, hidden=(16, 16), n_bins=4,
     activation="gelu"`` reaches 0.0028 on the banana (mean of four seeds,
-    against 0.0105 at the defaults and the MAF's 0.0044); weight decay did
+    against 0.0104 at the defaults and the MAF's 0.0044); weight decay did
     not help further (benchmarks/RESULTS-table1.md).
 
     Parameters
