@@ -24,6 +24,7 @@ from margflow.flows import MAF, History, RealNVP, SplineFlow, TrainingDivergedEr
 from margflow.io import ModelFileError, load, read_metadata  # noqa: E402
 from margflow.kde import KDE  # noqa: E402
 from margflow.likelihood import JointLikelihood, NuisanceFreeLikelihood  # noqa: E402
+from margflow.mixture import Ensemble  # noqa: E402
 from margflow.piecewise import PiecewiseMAF  # noqa: E402
 from margflow.priors import FlowPrior, LogPosterior, emcee_sampler, separated_modes  # noqa: E402
 from margflow.selection import ModelSelection, select_model  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "NuisanceFreeLikelihood",
     "JointLikelihood",
     "PiecewiseMAF",
+    "Ensemble",
     "FlowPrior",
     "LogPosterior",
     "emcee_sampler",

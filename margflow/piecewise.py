@@ -6,15 +6,14 @@ import warnings
 
 import numpy as np
 
-from margflow.bounds import Preprocessor
 from margflow.data import SampleData, min_samples
-from margflow.estimator import DensityEstimator
 from margflow.flows.maf import MAF
+from margflow.mixture import _Mixture
 
 __all__ = ["PiecewiseMAF"]
 
 
-class PiecewiseMAF(DensityEstimator):
+class PiecewiseMAF(_Mixture):
     """A mixture of MAFs, one per k-means cluster of the samples (Bevins & Handley, arXiv:2305.02930).
 
     A flow with a Gaussian base leaves bridges of mass between separated
@@ -207,10 +206,7 @@ class PiecewiseMAF(DensityEstimator):
 
     def _mixture(self):
         w = self.data.weights
-        totals = np.array([w[self._labels == k].sum() for k in range(len(self.members))])
-        self.mixture_weights = totals / totals.sum()
-        self._edges = np.concatenate([[0.0], np.cumsum(self.mixture_weights)])
-        self._edges[-1] = 1.0
+        self._set_mixture_weights([w[self._labels == k].sum() for k in range(len(self.members))])
 
     @property
     def n_clusters(self):
@@ -221,16 +217,6 @@ class PiecewiseMAF(DensityEstimator):
         """Cluster label of every kept sample (the user's values when labels were given)."""
         values = np.asarray(self.config["label_values"])
         return values[self._labels]
-
-    @property
-    def history(self):
-        """The members' training histories (None before ``fit``)."""
-        hist = [m.history for m in getattr(self, "members", [])]
-        return None if not hist or any(h is None for h in hist) else hist
-
-    @history.setter
-    def history(self, value):  # the base class sets None before members exist
-        pass
 
     # -- training ---------------------------------------------------------------
     def fit(
@@ -251,28 +237,18 @@ class PiecewiseMAF(DensityEstimator):
         Arguments as :meth:`margflow.flows.base.FlowEstimator.fit`; member ``k``
         is seeded with ``seed + k``. Returns the list of the members' histories.
         """
-        from tqdm.auto import tqdm
-
-        seed = self.seed if seed is None else int(seed)
-        bar = tqdm(total=self.n_clusters, disable=not progress, desc="fit clusters", unit="flow")
-        try:
-            for k, member in enumerate(self.members):
-                hist = member.fit(
-                    epochs,
-                    batch_size,
-                    learning_rate,
-                    patience,
-                    validation_fraction,
-                    clip_norm=clip_norm,
-                    ema_decay=ema_decay,
-                    seed=seed + k,
-                    progress=False,
-                )
-                bar.set_postfix(cluster=k, epochs=hist.epochs, val_loss=f"{hist.best_val_loss:.4f}", refresh=False)
-                bar.update()
-        finally:
-            bar.close()
-        return self.history
+        return self._fit_members(
+            "fit clusters",
+            seed,
+            progress,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            validation_fraction=validation_fraction,
+            clip_norm=clip_norm,
+            ema_decay=ema_decay,
+        )
 
     def _settings(self):
         return {**super()._settings(), "labels": self._labels, **self.config["maf"]}
@@ -280,85 +256,21 @@ class PiecewiseMAF(DensityEstimator):
     def _fit_kwargs(self):
         return {k: v for k, v in self.members[0]._fit_kwargs().items() if k != "loss"}  # members train on NLL
 
-    # -- the mixture ------------------------------------------------------------
-    def _member_log_probs(self, x):
-        return np.stack([m.log_prob(x) for m in self.members]) + np.log(self.mixture_weights)[:, None]
-
-    def log_prob(self, theta):
-        """``logsumexp_k(log W_k + log p_k(θ))``: ``-inf`` outside the bounds, finite inside."""
-        x = self._rows(theta, "theta")
-        lp = self._member_log_probs(x)
-        top = lp.max(axis=0)
-        finite = np.isfinite(top)
-        out = np.full(len(x), -np.inf)
-        out[finite] = top[finite] + np.log(np.sum(np.exp(lp[:, finite] - top[finite]), axis=0))
-        return out
-
-    def sample(self, n, seed=None):
-        """``n`` samples: member counts drawn by the mixture weights, rows in random order."""
-        rng = np.random.default_rng(seed)
-        n = int(n)
-        counts = rng.multinomial(n, self.mixture_weights)
-        seeds = rng.integers(0, 2**31, size=self.n_clusters)
-        parts = [m.sample(c, seed=int(s)) for m, c, s in zip(self.members, counts, seeds) if c > 0]
-        x = np.concatenate(parts) if parts else np.zeros((0, self.dim))
-        return x[rng.permutation(n)]
-
-    def _transform(self, u):
-        """Unit hypercube → θ: ``u_0`` picks the cluster and is rescaled (see Notes of the class)."""
-        k = np.clip(np.searchsorted(self._edges, u[:, 0], side="right") - 1, 0, self.n_clusters - 1)
-        v = u.copy()
-        v[:, 0] = np.clip((u[:, 0] - self._edges[k]) / self.mixture_weights[k], 0.0, 1.0)
-        out = np.empty_like(u)
-        for j, member in enumerate(self.members):
-            rows = k == j
-            if rows.any():
-                out[rows] = member.transform(v[rows])
-        return out
-
-    def inverse_transform(self, theta):
-        """θ → unit hypercube through each point's most responsible cluster."""
-        x = self._inside_rows(theta)
-        k = np.argmax(self._member_log_probs(x), axis=0)
-        out = np.empty_like(x)
-        for j, member in enumerate(self.members):
-            rows = k == j
-            if rows.any():
-                v = member.inverse_transform(x[rows])
-                v[:, 0] = self._edges[j] + self.mixture_weights[j] * v[:, 0]
-                out[rows] = v
-        return out
-
     def __repr__(self):
         state = "untrained" if self.history is None else "trained"
         return f"PiecewiseMAF(params={self.params}, dim={self.dim}, n_clusters={self.n_clusters}, {state})"
 
     # -- state for io -----------------------------------------------------------
+    def _member_data(self, k):
+        rows = self._labels == k
+        return SampleData(self.data.theta[rows], self.data.weights[rows], self.params, self.bounds)
+
     def _get_state(self):
-        config = dict(self.config)
-        arrays = {"labels": self._labels}
-        config["members"] = []
-        for k, member in enumerate(self.members):
-            mconf, marrays = member._get_state()
-            pre = member._pre.state()
-            config["members"].append({"config": mconf, "pre": pre["config"], "seed": member.seed})
-            arrays.update({f"m{k}.{name}": a for name, a in marrays.items()})
-            arrays.update({f"m{k}.pre.{name}": a for name, a in pre["arrays"].items()})
-        return config, arrays
+        configs, arrays = self._members_state()
+        return {**self.config, "members": configs}, {"labels": self._labels, **arrays}
 
     def _set_state(self, config, arrays):
         self.config = {key: v for key, v in config.items() if key != "members"}
         self._labels = np.asarray(arrays["labels"], dtype=np.int64)
-        self.members = []
-        for k, mstate in enumerate(config["members"]):
-            rows = self._labels == k
-            data = SampleData(self.data.theta[rows], self.data.weights[rows], self.params, self.bounds)
-            prefix, pre_prefix = f"m{k}.", f"m{k}.pre."
-            pre = Preprocessor.from_state(
-                {n[len(pre_prefix) :]: a for n, a in arrays.items() if n.startswith(pre_prefix)}, mstate["pre"]
-            )
-            marrays = {
-                n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix) and not n.startswith(pre_prefix)
-            }
-            self.members.append(MAF._restore(data, pre, mstate["seed"], mstate["config"], marrays))
+        self._restore_members(config["members"], arrays)
         self._mixture()

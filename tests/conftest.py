@@ -77,6 +77,7 @@ def _two_mode_samples(n=3000, seed=4):
 
 
 ESTIMATOR_CASES = {
+    "ensemble-realnvp-mixed-logit": _trained(mf.Ensemble, _mixed_samples, "logit", estimator="RealNVP", n_members=2),
     "piecewise-two-modes": _trained(mf.PiecewiseMAF, _two_mode_samples, n_clusters=2),
     "kde-unbounded": _kde(_unbounded_samples),
     "kde-box-probit": _kde(_box_samples),
