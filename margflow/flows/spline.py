@@ -46,8 +46,11 @@ class SplineFlow(MAF):
     its fit to finite samples, not by its shape. A smaller, smooth network
     scatters less: ``n_layers=3, hidden=(16, 16), n_bins=4,
     activation="gelu"`` reaches 0.0028 on the banana (mean of four seeds,
-    against 0.0104 at the defaults and the MAF's 0.0044); weight decay did
-    not help further (benchmarks/RESULTS-table1.md).
+    against 0.0104 at the defaults and the MAF's 0.0044), and an
+    :class:`~margflow.Ensemble` of four 0.0024. Weight decay, other batch
+    sizes, rates, validation fractions, EMA decays, depths and widths did
+    not help further: what is left is the scatter of a flexible fit to
+    8,000 training rows (benchmarks/RESULTS-table1.md).
 
     Parameters
     ----------
