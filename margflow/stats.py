@@ -66,7 +66,8 @@ def marginal_stats(
         fresh weights. Either way the spread of the draws includes the
         fit-to-fit scatter and their mean is the ensemble's average.
     seed : int, optional
-        Seeds the weight draws (and the bootstrap refits).
+        Seeds the weight draws, anesthetic's nested-sampling ones included (and
+        the bootstrap refits).
     progress : bool
         Progress bar of the bootstrap refits.
 
@@ -141,7 +142,7 @@ def marginal_stats(
         )
 
     rng = np.random.default_rng(seed)
-    ns_logw, ns_logZ = _nested_weights(data, rows, nsamples)
+    ns_logw, ns_logZ = _nested_weights(data, rows, nsamples, rng)
     if logZ is None:
         logZ = data.logZ
     d_kl, d_g = np.empty(nsamples), np.empty(nsamples)
@@ -189,11 +190,19 @@ def _frame(d_kl, d_g, logZ=None):
     return out
 
 
-def _nested_weights(data, rows, nsamples):
-    """anesthetic's simulated log-weights of the used rows and the matching logZ draws, or (None, None)."""
+def _nested_weights(data, rows, nsamples, rng):
+    """anesthetic's simulated log-weights of the used rows and the matching logZ draws, or (None, None).
+
+    anesthetic draws them from numpy's global generator: it is seeded here from ``rng`` for the call
+    and then put back, so a seed of :func:`marginal_stats` fixes these draws too."""
     if data.source is None or data.logZ is None:  # the data layer sets logZ for nested-sampling input only
         return None, None
-    logw = np.asarray(data.source.logw(nsamples), dtype=np.float64)  # (rows of the run, nsamples)
+    state = np.random.get_state()  # noqa: NPY002 (anesthetic's generator)
+    np.random.seed(rng.integers(2**32))  # noqa: NPY002
+    try:
+        logw = np.asarray(data.source.logw(nsamples), dtype=np.float64)  # (rows of the run, nsamples)
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
     logZ = logsumexp(logw, axis=0)
     kept = np.flatnonzero(data.kept) if data.kept is not None else np.arange(len(logw))
     return logw[kept[rows]], logZ

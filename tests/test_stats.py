@@ -47,6 +47,23 @@ def test_error_bars_are_calibrated_on_nested_sampling_runs():
         assert abs(values.mean()) < 0.55, (key, values.mean())
 
 
+def test_seed_fixes_the_nested_sampling_weight_draws():
+    """anesthetic draws its log-weights from numpy's global generator: a seed of marginal_stats fixes
+    them (logZ included) and leaves the global generator where it was."""
+    data = load_samples(_run(3), params=[0, 1], bounds=BOX[:K])
+    marginal = multivariate_normal(MEAN[:K], COV[:K, :K])
+    np.random.seed(11)  # noqa: NPY002 (the global generator anesthetic draws from)
+    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    a = mf.marginal_stats(_exact(data, marginal.logpdf), nsamples=50, seed=4)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    b = mf.marginal_stats(_exact(data, marginal.logpdf), nsamples=50, seed=4)
+    c = mf.marginal_stats(_exact(data, marginal.logpdf), nsamples=50, seed=5)
+    for key in ("logZ", "D_KL", "d_G"):
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
+        assert not np.array_equal(np.asarray(a[key]), np.asarray(c[key]))
+    assert np.std(np.asarray(a["logZ"])) > 0
+
+
 def test_maf_marginal_of_gaussian_with_nuisance():
     """D_KL^θ = log V_θ - ½ log|2πeΣ_θθ|, d_G^θ = k, from a MAF fit to the core parameters of a
     nested-sampling run with two nuisance parameters."""
