@@ -182,9 +182,11 @@ def _fit(args):
     )
     if hasattr(est, "fit"):
         hist = est.fit(epochs=args.epochs, progress=not args.quiet)
-        for h in hist if isinstance(hist, list) else [hist]:
+        hists = hist if isinstance(hist, list) else [hist]
+        for k, h in enumerate(hists):
             print(
-                f"trained {h.epochs} epochs in {h.wall_time:.1f} s; best epoch {h.best_epoch} "
+                (f"member {k}: " if len(hists) > 1 else "")
+                + f"trained {h.epochs} epochs in {h.wall_time:.1f} s; best epoch {h.best_epoch} "
                 f"(val_loss {h.best_val_loss:.4f}){', stopped early' if h.stopped_early else ''}"
             )
     est.save(args.output)
