@@ -11,7 +11,8 @@ separated, other names whitespace separated, ``#`` comments skipped) or the
 root of a chains run that ``anesthetic.read_chains`` reads (PolyChord,
 MultiNest, UltraNest, Cobaya, GetDist). Every command exits with status 2 and
 a one-line message naming the problem for a missing file, an unknown column,
-bad bounds or a bad model file.
+bad bounds or a bad model file, and ``fit`` with status 1 and the training
+loop's message when the loss diverges.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ def _fit(args):
         f"{mf.data.kish_ess(est.data.weights):.0f}; fitting a {args.estimator}"
     )
     if hasattr(est, "fit"):
-        hist = est.fit(epochs=args.epochs, progress=not args.quiet)
+        rate = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
+        hist = est.fit(epochs=args.epochs, progress=not args.quiet, **rate)
         hists = hist if isinstance(hist, list) else [hist]
         for k, h in enumerate(hists):
             print(
@@ -279,6 +281,7 @@ def main(argv=None):
     fit.add_argument("--estimator", choices=ESTIMATORS, default="MAF")
     fit.add_argument("--clusters", type=int, help="number of clusters of a PiecewiseMAF (default: chosen)")
     fit.add_argument("--epochs", type=int, default=1000, help="most training epochs")
+    fit.add_argument("--learning-rate", type=float, help="initial Adam rate (default: the estimator's)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", "-o", required=True, help="model file to write")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -317,6 +320,9 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as err:
         print(f"margflow {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # TrainingDivergedError: the input was fine, the fit was not
+        print(f"margflow {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

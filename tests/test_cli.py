@@ -153,3 +153,11 @@ def test_bad_input_is_a_clear_error(chains, capsys, args, message):
     rc, out, err = _run(capsys, *[a.format(d=d) for a in args])
     assert rc == 2
     assert message in err and err.startswith(f"margflow {args[0]}: error:")
+
+
+def test_a_diverging_fit_exits_1_with_the_training_message(chains, tmp_path, capsys):
+    d, _ = chains
+    rc, _, err = _run(capsys, "fit", d / "run.csv", "--params", "Omega_m", "sigma8", "--weights", "weight",
+                      "--learning-rate", 1e30, "--epochs", 5, "--quiet", "-o", tmp_path / "x.mflow")  # fmt: skip
+    assert rc == 1 and "margflow fit: error: the loss became" in err and "Lower learning_rate" in err
+    assert not (tmp_path / "x.mflow").exists()
