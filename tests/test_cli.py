@@ -130,6 +130,7 @@ def test_fit_reads_a_whitespace_table_and_a_polychord_root(chains, tmp_path, cap
         (["fit", "{d}/run.csv", "--bounds", "Omega_m=0.1", "-o", "x.mflow"], "write NAME=LOWER:UPPER"),
         (["fit", "{d}/run.csv", "--bounds", "Omega_m=a:b", "-o", "x.mflow"], "write NAME=LOWER:UPPER"),
         (["fit", "{d}/run.csv", "--params", "sigma8", "--bounds", "Omega_m=0:1", "-o", "x.mflow"], "not among"),
+        (["fit", "{d}/run.csv", "--bounds", "Omega_m=0:1", "Omega_m=0:2", "-o", "x.mflow"], "given twice"),
         (
             ["fit", "{d}/run.csv", "--params", "Omega_m", "--bounds", "Omega_m=0.3:0.4", "-o", "x.mflow"],
             "outside [0.3, 0.4]",
