@@ -23,6 +23,14 @@ import sys
 __all__ = ["main"]
 
 
+def _history_line(h):
+    """What one ``fit`` did, in a line."""
+    return (
+        f"trained {h.epochs} epochs in {h.wall_time:.1f} s; best epoch {h.best_epoch} "
+        f"(val_loss {h.best_val_loss:.4f}){', stopped early' if h.stopped_early else ''}"
+    )
+
+
 def _demo(args):
     import numpy as np
 
@@ -35,11 +43,7 @@ def _demo(args):
         f"fitting the marginal of {CORE} with the nuisance parameters integrated out"
     )
     flow = mf.MAF(samples, params=CORE, bounds={p: BOUNDS[p] for p in CORE}, seed=args.seed)
-    hist = flow.fit(epochs=args.epochs, progress=not args.quiet)
-    print(
-        f"trained {hist.epochs} epochs in {hist.wall_time:.1f} s; best epoch {hist.best_epoch} "
-        f"(val_loss {hist.best_val_loss:.4f}){', stopped early' if hist.stopped_early else ''}"
-    )
+    print(_history_line(flow.fit(epochs=args.epochs, progress=not args.quiet)))
     draws = flow.sample(100_000, seed=args.seed)
     w = flow.data.weights / flow.data.weights.sum()
     chain_mean = w @ flow.data.theta
@@ -186,11 +190,7 @@ def _fit(args):
         hist = est.fit(epochs=args.epochs, progress=not args.quiet, **rate)
         hists = hist if isinstance(hist, list) else [hist]
         for k, h in enumerate(hists):
-            print(
-                (f"member {k}: " if len(hists) > 1 else "")
-                + f"trained {h.epochs} epochs in {h.wall_time:.1f} s; best epoch {h.best_epoch} "
-                f"(val_loss {h.best_val_loss:.4f}){', stopped early' if h.stopped_early else ''}"
-            )
+            print((f"member {k}: " if len(hists) > 1 else "") + _history_line(h))
     est.save(args.output)
     print(f"model written to {args.output}")
     return 0
@@ -216,36 +216,37 @@ def _stats(args):
     import numpy as np
 
     import margflow as mf
+    from margflow.densities import log_density
 
     if args.nsamples < 2:
         raise CommandError(f"--nsamples must be at least 2, got {args.nsamples}")
     if args.weights is not None and args.samples is None:
         raise CommandError("--weights names the weights column of the --samples table")
     est = mf.load(args.model)
-    open_ = [p for p, (lo, hi) in zip(est.params, est.data.bounds) if not (np.isfinite(lo) and np.isfinite(hi))]
-    if open_:
+    try:
+        log_density(None, est)  # marginal_stats' default prior: the uniform box of the model's bounds
+    except ValueError as err:
         raise CommandError(
-            f"{args.model} has open bounds on {open_}; the statistics are taken against the uniform prior on "
-            "the bounds, so fit again with --bounds NAME=LO:HI for each parameter (the prior's range)"
-        )
+            f"{args.model}: {err}. Here the prior is that box: fit again with --bounds NAME=LO:HI for each "
+            "parameter (the prior's range)"
+        ) from None
     samples = None if args.samples is None else _read_source(args.samples, args.weights)
     stats = mf.marginal_stats(
         est, nsamples=args.nsamples, samples=samples, ensemble=args.ensemble, seed=args.seed, progress=not args.quiet
     )
+    names = list(stats.columns.get_level_values(0))
     print(f"{args.model}: marginal statistics of {est.params} against the uniform prior on their bounds")
-    if "logZ" in stats.columns.get_level_values(0) and np.ptp(np.asarray(stats["logZ"], dtype=float)) == 0:
+    if "logZ" in names and np.ptp(np.asarray(stats["logZ"], dtype=float)) == 0:
         print(
             "  logZ is the model file's value, without its nested-sampling error, and the bars leave that "
             "error out: give the run with --samples ROOT for both"
         )
     print(f"{'':>8} {'mean':>10} {'sd':>10} {'2.5%':>10} {'97.5%':>10}")
-    for col in stats.columns:
-        name = col[0] if isinstance(col, tuple) else col
-        v = np.asarray(stats[col], dtype=np.float64)
+    for name in names:
+        v = np.asarray(stats[name], dtype=np.float64)
         lo, hi = np.quantile(v, [0.025, 0.975])
         print(f"{name:>8} {v.mean():10.4f} {v.std(ddof=1):10.4f} {lo:10.4f} {hi:10.4f}")
     if args.output:
-        names = [c[0] if isinstance(c, tuple) else c for c in stats.columns]
         np.savetxt(
             args.output,
             stats.to_numpy(dtype=np.float64),

@@ -173,13 +173,13 @@ def statistics(stats, columns=("D_KL", "d_G"), exact=None, axes=None):
     if len(axes) != len(columns):
         raise ValueError(f"{len(columns)} columns need {len(columns)} axes, got {len(axes)}")
     rows = np.arange(len(named))[::-1]
+    label = getattr(next(iter(named.values())), "get_label", None)  # anesthetic's TeX labels
     for i, (ax, col) in enumerate(zip(axes, columns)):
         for y, frame in zip(rows, named.values()):
             v = np.asarray(frame[col], dtype=np.float64)
             ax.errorbar(v.mean(), y, xerr=v.std(ddof=1), fmt="o", color="C0", capsize=3)
         if exact is not None and col in exact:
             ax.axvline(exact[col], color="k", lw=0.8, ls="--", label="exact")
-        label = getattr(next(iter(named.values())), "get_label", None)
         ax.set_xlabel(label(col) if label is not None else col)
         ax.set_yticks(rows, list(named) if i == 0 else [""] * len(named))
         ax.set_ylim(-0.7, len(named) - 0.3)
