@@ -201,6 +201,8 @@ class DensityEstimator:
         self.seed = int(seed)
         self._pre = pre
         self.history = None
+        #: a JSON-serialisable dict of the user's, written to and read from the model file
+        self.notes = {}
         # an interior point per parameter: evaluated in place of outside points,
         # and the padding row of inputs that must lie inside the bounds
         b = np.where(np.isfinite(self.bounds), self.bounds, 0.0)

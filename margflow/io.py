@@ -4,7 +4,7 @@ A model file is a zip archive of ``.npy`` arrays (numpy's ``.npz``) read back
 with ``allow_pickle=False``, so loading never executes code. One array,
 ``__meta__``, holds UTF-8 JSON: the format name and version, the margflow
 version, the estimator class, its configuration, training history, parameter
-names and logZ. The others hold network weights, the preprocessing
+names, logZ and the estimator's ``notes``. The others hold network weights, the preprocessing
 (bounds, mean, Cholesky factor) and the training samples with their weights.
 """
 
@@ -47,6 +47,7 @@ def _pack(estimator):
         "seed": estimator.seed,
         "preprocessing": pre["config"],
         "config": config,
+        "notes": _json_notes(estimator),
     }
     out = {"__meta__": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
     out.update({f"pre.{k}": np.asarray(v) for k, v in pre["arrays"].items()})
@@ -54,6 +55,15 @@ def _pack(estimator):
     out["data.weights"] = estimator.data.weights
     out.update({f"model.{k}": np.asarray(v) for k, v in arrays.items()})
     return out
+
+
+def _json_notes(estimator):
+    notes = getattr(estimator, "notes", {})
+    try:
+        json.dumps(notes)
+    except TypeError as err:
+        raise TypeError(f"estimator.notes must hold JSON values only (str, numbers, lists, dicts): {err}") from None
+    return notes
 
 
 def save(estimator, path):
@@ -185,7 +195,9 @@ def _build(meta, arrays, path):
             logZ=meta["logZ"],
         )
         model = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
-        return cls._restore(data, pre, meta["seed"], meta["config"], model)
+        obj = cls._restore(data, pre, meta["seed"], meta["config"], model)
+        obj.notes = dict(meta.get("notes", {}))  # files before the notes have none
+        return obj
     except (KeyError, ValueError, TypeError) as err:
         if isinstance(err, ModelFileError):
             raise

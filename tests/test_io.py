@@ -148,3 +148,17 @@ def test_pickle_roundtrip_every_estimator(estimator):
     np.testing.assert_array_equal(back.log_prob(x), estimator.log_prob(x))
     np.testing.assert_array_equal(back.sample(20, seed=3), estimator.sample(20, seed=3))
     np.testing.assert_array_equal(back.bounds, estimator.bounds)
+
+
+def test_notes_round_trip(tmp_path):
+    """An estimator's notes (JSON values) are written with it and read back; other values are refused."""
+    est = mf.KDE(np.random.default_rng(0).normal(size=(200, 2)), bounds=[[-6, 6], [-6, 6]])
+    assert est.notes == {}
+    est.notes["dataset"] = {"name": "run A", "box": [[-6.0, 6.0], [-6.0, 6.0]]}
+    est.save(tmp_path / "k.mflow")
+    assert mf.load(tmp_path / "k.mflow").notes == est.notes
+    assert mf.read_metadata(tmp_path / "k.mflow")["notes"] == est.notes
+    est.notes["bad"] = np.zeros(2)
+    with pytest.raises(TypeError, match="JSON"):
+        est.save(tmp_path / "bad.mflow")
+    assert not (tmp_path / "bad.mflow").exists()
