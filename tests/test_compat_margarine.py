@@ -246,6 +246,7 @@ def test_kde_needs_generate_and_save_load(tmp_path):
     loaded = KDE.load(tmp_path / "kde.pkl")
     np.testing.assert_array_equal(loaded.log_prob(THETA), kde.log_prob(THETA))
     assert loaded.kde.bandwidth == kde.kde.bandwidth
+    assert loaded.generate_kde() is loaded.estimator  # a loaded KDE is built
     assert isinstance(kde(np.full((1, D), 0.5)), np.ndarray)
     assert kde.sample(3).shape == (3, D)
 

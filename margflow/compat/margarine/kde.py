@@ -64,6 +64,8 @@ class KDE(Compat):
 
     def generate_kde(self):
         """Build the KDE (margflow's, bandwidth ``bw_method``); returns the margflow estimator."""
+        if self._input is None:  # loaded from a file: built already
+            return self.estimator
         samples, weights, params, bounds, box = self._input
         est = margflow.KDE(
             samples, params=params, bounds=bounds, weights=weights, bandwidth=self.bw_method, seed=self._seed
@@ -84,6 +86,7 @@ class KDE(Compat):
     def _restore_settings(self):
         self.bw_method = self.estimator.config["bandwidth"]
         self._seed = self.estimator.seed
+        self._input = None
 
     def __call__(self, u):
         self._built()
