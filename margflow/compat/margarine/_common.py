@@ -17,8 +17,6 @@ from margflow.likelihood import NuisanceFreeLikelihood
 
 def as_numpy(x):
     """A numpy float64 copy of a numpy array, list or TensorFlow tensor."""
-    if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
-        x = x.numpy()
     return np.array(x, dtype=np.float64)
 
 
@@ -209,19 +207,21 @@ class Compat:
         length = check_int("length", length)
         return self._out(self.estimator.sample(length, seed=seed))
 
+    def _at(self, fn, params):
+        """``fn`` of (n, d) points, or of one (d,) point as a scalar, as margarine answered."""
+        x = as_numpy(params)
+        out = fn(np.atleast_2d(x))
+        return self._out(out[0] if x.ndim == 1 else out)
+
     def log_prob(self, params):
         """Log-density at (n, d) points, or at one (d,) point; ``-inf`` outside the prior box, never NaN."""
-        x = as_numpy(params)
-        out = self.estimator.log_prob(np.atleast_2d(x))
-        return self._out(out[0] if x.ndim == 1 else out)
+        return self._at(self.estimator.log_prob, params)
 
     def _log_like(self, params, logevidence, prior_de):
         if prior_de is None:
             warnings.warn("Assuming prior is uniform! (on [theta_min, theta_max])", stacklevel=3)
         like = NuisanceFreeLikelihood(self.estimator, prior=self._prior(prior_de), logZ=float(logevidence))
-        x = as_numpy(params)
-        out = like(np.atleast_2d(x))
-        return self._out(out[0] if x.ndim == 1 else out)
+        return self._at(like, params)
 
     def save(self, filename):
         """Write a margflow model file (``margflow.load`` reads it too); no pickle."""

@@ -7,34 +7,13 @@ import numbers
 import numpy as np
 
 import margflow
-from margflow.compat.margarine._common import (
-    Compat,
-    as_numpy,
-    check_architecture,
-    check_train,
-    parameter_labels,
-    pop_options,
-    read_input,
-)
+from margflow.compat.margarine._common import as_numpy
+from margflow.compat.margarine.maf import OPTIONS, _Flow
 
 __all__ = ["clusterMAF"]
 
-_OPTIONS = {
-    "weights": None,
-    "number_networks": 6,
-    "learning_rate": 1e-3,
-    "hidden_layers": [50, 50],
-    "activation_func": "tanh",
-    "cluster_number": None,
-    "cluster_labels": None,
-    "theta_min": None,
-    "theta_max": None,
-    "parameters": None,
-    "seed": 0,
-}
 
-
-class clusterMAF(Compat):  # noqa: N801 -- margarine's name
+class clusterMAF(_Flow):  # noqa: N801 -- margarine's name
     """margarine 1.x's ``clusterMAF(theta, **kwargs)``: a k-means piecewise mixture of MAFs.
 
     Parameters
@@ -56,13 +35,10 @@ class clusterMAF(Compat):  # noqa: N801 -- margarine's name
     """
 
     _margflow_class = margflow.PiecewiseMAF
-    _returns_tensors = True
 
-    def __init__(self, theta, **kwargs):
-        opts = pop_options(kwargs, "clusterMAF", _OPTIONS)
-        n_layers, self.learning_rate, hidden, activation = check_architecture(
-            opts["number_networks"], opts["learning_rate"], opts["hidden_layers"], opts["activation_func"]
-        )
+    _options = {**OPTIONS, "cluster_number": None, "cluster_labels": None}
+
+    def _extra_arguments(self, opts):
         number, labels = opts["cluster_number"], opts["cluster_labels"]
         if (number is None) != (labels is None):
             raise ValueError(
@@ -82,40 +58,18 @@ class clusterMAF(Compat):  # noqa: N801 -- margarine's name
                 raise ValueError(
                     f"'cluster_labels' holds {len(np.unique(labels))} distinct labels but cluster_number is {number}"
                 )
-        samples, weights, params, bounds, box = read_input(
-            "clusterMAF", theta, opts["weights"], opts["parameters"], opts["theta_min"], opts["theta_max"]
-        )
-        est = margflow.PiecewiseMAF(
-            samples,
-            params=params,
-            bounds=bounds,
-            weights=weights,
-            labels=labels,
-            n_layers=n_layers,
-            hidden=hidden,
-            activation=activation,
-            seed=opts["seed"],
-        )
-        self._adopt(est, parameter_labels(theta, opts["parameters"], est), box)
-        self._restore_settings()
-        self.learning_rate = float(opts["learning_rate"])
+        return {"labels": labels}
+
+    def _architecture(self):
+        return self.estimator.config["maf"]
+
+    def _fitted(self):
+        return self.estimator.members
 
     def _restore_settings(self):
-        est = self.estimator
-        cfg = est.config["maf"]
-        self.number_networks = cfg["n_layers"]
-        self.hidden_layers = list(cfg["hidden"])
-        self.activation_func = cfg["activation"]
-        self.cluster_number = est.n_clusters
-        self.cluster_labels = est.labels
-        fit = getattr(est.members[0], "fit_config", None)
-        self.learning_rate = 1e-3 if fit is None else float(fit["learning_rate"])
-        self._histories([m.history for m in est.members])
-
-    def _histories(self, histories):
-        self.history = histories
-        self.loss_history = [[] if h is None else list(h.loss) for h in histories]
-        self.test_loss_history = [[] if h is None else list(h.val_loss) for h in histories]
+        super()._restore_settings()
+        self.cluster_number = self.estimator.n_clusters
+        self.cluster_labels = self.estimator.labels
 
     def train(self, epochs=100, patience=None, early_stop=False, loss_type="sum", *, progress=True):
         """Train every cluster's flow; arguments as :meth:`MAF.train <margflow.compat.margarine.MAF.train>`.
@@ -123,11 +77,7 @@ class clusterMAF(Compat):  # noqa: N801 -- margarine's name
         ``loss_history`` and ``test_loss_history`` are then lists with one
         list per cluster.
         """
-        patience = check_train(epochs, patience, early_stop, loss_type)
-        histories = self.estimator.fit(
-            epochs=int(epochs), learning_rate=self.learning_rate, patience=patience, progress=progress
-        )
-        self._histories(histories)
+        super().train(epochs, patience, early_stop, loss_type, progress=progress)
 
     def __call__(self, u, seed=1420):
         """Map points of the unit hypercube (n, d) to the parameters (``seed`` has no effect; see Notes)."""

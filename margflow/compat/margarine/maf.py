@@ -14,7 +14,7 @@ from margflow.compat.margarine._common import (
 
 __all__ = ["MAF"]
 
-_OPTIONS = {
+OPTIONS = {
     "weights": None,
     "number_networks": 6,
     "learning_rate": 1e-3,
@@ -27,7 +27,95 @@ _OPTIONS = {
 }
 
 
-class MAF(Compat):
+class _Flow(Compat):
+    """What margarine's ``MAF`` and ``clusterMAF`` share: the keywords, the architecture
+    checks, building the margflow estimator, ``train`` and the loss histories."""
+
+    _options = OPTIONS
+    learning_rate = 1e-3  # margarine's default; a trained file's own rate replaces it on load
+
+    def __init__(self, theta, **kwargs):
+        name = type(self).__name__
+        opts = pop_options(kwargs, name, self._options)
+        n_layers, learning_rate, hidden, activation = check_architecture(
+            opts["number_networks"], opts["learning_rate"], opts["hidden_layers"], opts["activation_func"]
+        )
+        extra = self._extra_arguments(opts)
+        samples, weights, params, bounds, box = read_input(
+            name, theta, opts["weights"], opts["parameters"], opts["theta_min"], opts["theta_max"]
+        )
+        est = self._margflow_class(
+            samples,
+            params=params,
+            bounds=bounds,
+            weights=weights,
+            n_layers=n_layers,
+            hidden=hidden,
+            activation=activation,
+            seed=opts["seed"],
+            **extra,
+        )
+        self._adopt(est, parameter_labels(theta, opts["parameters"], est), box)
+        self._restore_settings()
+        self.learning_rate = learning_rate
+
+    def _extra_arguments(self, opts):
+        """Keywords of the margflow estimator beyond the architecture (checked)."""
+        return {}
+
+    def _architecture(self):
+        """The estimator's config holding ``n_layers``, ``hidden`` and ``activation``."""
+        return self.estimator.config
+
+    def _restore_settings(self):
+        cfg = self._architecture()
+        self.number_networks = cfg["n_layers"]
+        self.hidden_layers = list(cfg["hidden"])
+        self.activation_func = cfg["activation"]
+        self._histories()
+        fit = getattr(self._fitted()[0], "fit_config", None)
+        if fit is not None:
+            self.learning_rate = float(fit["learning_rate"])
+
+    def _fitted(self):
+        """The margflow flows that ``fit`` trains (one for a MAF)."""
+        return [self.estimator]
+
+    def _histories(self):
+        """Set the margarine history attributes from the estimator's; returns the trained flows' histories."""
+        hist = [f.history for f in self._fitted() if f.history is not None]
+        self.history = self.estimator.history
+        self.loss_history = [list(h.loss) for h in hist]
+        self.test_loss_history = [list(h.val_loss) for h in hist]
+        return hist
+
+    def train(self, epochs=100, patience=None, early_stop=False, loss_type="sum", *, progress=True):
+        """Train the flow: ``epochs`` passes over the training rows (minibatches of 256).
+
+        Parameters
+        ----------
+        epochs : int
+        patience : int, optional
+            Epochs without a better validation loss before stopping, when
+            ``early_stop``; default 2% of ``epochs``.
+        early_stop : bool
+            Stop on the validation loss. Either way the weights of the best
+            validation epoch are the ones kept (margarine kept the last epoch
+            unless it stopped early).
+        loss_type : {'sum', 'mean'}
+            Accepted for margarine's signature; the loss is the weighted mean
+            negative log-likelihood either way (the scale does not move Adam).
+        progress : bool
+            margflow's progress bar.
+        """
+        patience = check_train(epochs, patience, early_stop, loss_type)
+        self.estimator.fit(epochs=int(epochs), learning_rate=self.learning_rate, patience=patience, progress=progress)
+        for h in self._histories():
+            if h.stopped_early:
+                print(f"Early stopped. Epochs used = {h.epochs}. Minimum at epoch = {h.best_epoch}")
+
+
+class MAF(_Flow):
     """margarine 1.x's ``MAF(theta, **kwargs)``, fit and evaluated by :class:`margflow.MAF`.
 
     Parameters
@@ -60,68 +148,12 @@ class MAF(Compat):
 
     _margflow_class = margflow.MAF
 
-    def __init__(self, theta, **kwargs):
-        opts = pop_options(kwargs, "MAF", _OPTIONS)
-        n_layers, self.learning_rate, hidden, activation = check_architecture(
-            opts["number_networks"], opts["learning_rate"], opts["hidden_layers"], opts["activation_func"]
-        )
-        samples, weights, params, bounds, box = read_input(
-            "MAF", theta, opts["weights"], opts["parameters"], opts["theta_min"], opts["theta_max"]
-        )
-        est = margflow.MAF(
-            samples,
-            params=params,
-            bounds=bounds,
-            weights=weights,
-            n_layers=n_layers,
-            hidden=hidden,
-            activation=activation,
-            seed=opts["seed"],
-        )
-        self._adopt(est, parameter_labels(theta, opts["parameters"], est), box)
-        self._restore_settings()
-        self.learning_rate = float(opts["learning_rate"])
-
-    def _restore_settings(self):
-        cfg = self.estimator.config
-        self.number_networks = cfg["n_layers"]
-        self.hidden_layers = list(cfg["hidden"])
-        self.activation_func = cfg["activation"]
-        fit = getattr(self.estimator, "fit_config", None)
-        self.learning_rate = 1e-3 if fit is None else float(fit["learning_rate"])
-        self._histories(self.estimator.history)
-
-    def _histories(self, history):
-        self.history = history
-        self.loss_history = [] if history is None else list(history.loss)
-        self.test_loss_history = [] if history is None else list(history.val_loss)
-
-    def train(self, epochs=100, patience=None, early_stop=False, loss_type="sum", *, progress=True):
-        """Train the flow: ``epochs`` passes over the training rows (minibatches of 256).
-
-        Parameters
-        ----------
-        epochs : int
-        patience : int, optional
-            Epochs without a better validation loss before stopping, when
-            ``early_stop``; default 2% of ``epochs``.
-        early_stop : bool
-            Stop on the validation loss. Either way the weights of the best
-            validation epoch are the ones kept (margarine kept the last epoch
-            unless it stopped early).
-        loss_type : {'sum', 'mean'}
-            Accepted for margarine's signature; the loss is the weighted mean
-            negative log-likelihood either way (the scale does not move Adam).
-        progress : bool
-            margflow's progress bar.
-        """
-        patience = check_train(epochs, patience, early_stop, loss_type)
-        history = self.estimator.fit(
-            epochs=int(epochs), learning_rate=self.learning_rate, patience=patience, progress=progress
-        )
-        self._histories(history)
-        if history.stopped_early:
-            print(f"Early stopped. Epochs used = {history.epochs}. Minimum at epoch = {history.best_epoch}")
+    def _histories(self):
+        hist = super()._histories()
+        # margarine's MAF keeps one flat list per history
+        self.loss_history = self.loss_history[0] if hist else []
+        self.test_loss_history = self.test_loss_history[0] if hist else []
+        return hist
 
     def log_like(self, params, logevidence, prior_de=None):
         """``log L(θ) = log P(θ) + log Z - log π(θ)``, the nuisance-free likelihood.
